@@ -1,0 +1,62 @@
+"""Parsing and checking mailboxes: `Name <addr>` strings and bare addresses."""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+# Characters that end a line somewhere (str.splitlines) plus NUL: none may reach a header.
+_LINE_BREAKS = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    address: str  # exactly as given, never "repaired"
+    name: str = ""
+    ascii_address: str = ""  # the address with an IDN domain in A-labels, when it has one
+
+    @property
+    def smtputf8(self) -> bool:
+        """Whether the address can only travel with SMTPUTF8 (RFC 6531): a non-ASCII local part."""
+        return not self.ascii_address.isascii()
+
+
+class AddressError(ValueError):
+    pass
+
+
+def has_line_break(value: str) -> bool:
+    return not _LINE_BREAKS.isdisjoint(value)
+
+
+def check_address(address: str) -> str:
+    """Return the address's ASCII form (IDN domains as A-labels) or raise AddressError."""
+    if has_line_break(address):
+        raise AddressError(f"{address!r} contains a line break")
+    try:
+        checked = validate_email(address, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise AddressError(f"{address!r} is not a valid address: {exc}") from None
+    local = address.rpartition("@")[0]
+    return f"{local}@{checked.ascii_domain}"
+
+
+def mailbox(address: str, name: str | None = None) -> Mailbox:
+    """A mailbox from an address and an optional display name, both checked."""
+    display = name or ""
+    if has_line_break(display):
+        raise AddressError(f"display name {display!r} contains a line break")
+    return Mailbox(address, display, check_address(address))
+
+
+def parse_mailbox(text: str) -> Mailbox:
+    """Parse `Name <addr>` or `addr` (one mailbox, RFC 5322 3.4)."""
+    if has_line_break(text):
+        raise AddressError(f"{text!r} contains a line break")
+    pairs = email.utils.getaddresses([text])
+    if len(pairs) != 1 or not pairs[0][1]:
+        raise AddressError(f"{text!r} is not one mailbox like 'Name <user@example.com>'")
+    name, address = pairs[0]
+    return mailbox(address, name)

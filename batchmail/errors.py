@@ -1,0 +1,71 @@
+"""The one error family of batchmail: each carries the data a user needs and its exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_CONNECT = 3
+EXIT_IO = 74
+EXIT_TEMPFAIL = 75
+EXIT_INTERRUPTED = 130
+
+
+class BatchmailError(Exception):
+    """A failure the user can act on: printed as one line (or a few), never as a traceback."""
+
+    exit_code = EXIT_INVALID
+
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem: `where` is `file:line` or `file`, `what` the field path."""
+
+    where: str
+    message: str
+    what: str = ""
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.where, self.what) if p]
+        return ": ".join([*parts, self.message])
+
+
+@dataclass
+class InvalidJobError(BatchmailError):
+    """The job cannot be sent as it is (schema, data, template, attachment, usage): exit 2."""
+
+    problems: Sequence[Problem] = field(default_factory=list)
+    hidden: int = 0  # problems not listed, to keep the output readable
+
+    exit_code = EXIT_INVALID
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self.problems[0]) if self.problems else "invalid job")
+
+    def lines(self) -> list[str]:
+        out = [str(p) for p in self.problems]
+        if self.hidden:
+            out.append(f"... and {self.hidden} more problems")
+        return out
+
+
+def invalid(where: str, message: str, what: str = "") -> InvalidJobError:
+    return InvalidJobError([Problem(where, message, what)])
+
+
+class ConnectFailure(BatchmailError):
+    """Could not connect, negotiate TLS or authenticate."""
+
+    exit_code = EXIT_CONNECT
+
+
+class StateError(BatchmailError):
+    """The journal or the report could not be written."""
+
+    exit_code = EXIT_IO

@@ -1,0 +1,345 @@
+"""Loading a job file: safe YAML, env interpolation, the JSON schema, and frozen settings."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from .addresses import AddressError, Mailbox, parse_mailbox
+from .errors import InvalidJobError, Problem, invalid
+from .yamlfile import Located, dotted_path, load_yaml
+from .yamlfile import Path as DocPath
+
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+DEFAULT_MAX_MESSAGE_BYTES = 25_000_000
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TEMPLATED = re.compile(r"\{\{|\{%")
+
+
+@cache
+def schema_text() -> str:
+    return resources.files("batchmail").joinpath("job.schema.json").read_text(encoding="utf-8")
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_text()))
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str
+    username_env: str | None = None
+    password_env: str | None = None
+    timeout: float = 30.0
+    ca_file: Path | None = None
+    allow_insecure_auth: bool = False
+    helo: str | None = None
+
+
+@dataclass(frozen=True)
+class RateSettings:
+    per_second: float | None = None
+    per_minute: float | None = None
+    per_hour: float | None = None
+    per_day: float | None = None
+    batch_size: int | None = None
+    batch_pause: float = 0.0
+    connections: int = 1
+
+    def windows(self) -> list[tuple[int, float]]:
+        """(messages, seconds) pairs: at most `messages` in any window of `seconds`."""
+        spans = (
+            (self.per_second, 1.0),
+            (self.per_minute, 60.0),
+            (self.per_hour, 3600.0),
+            (self.per_day, 86400.0),
+        )
+        return [_whole_messages(count, span) for count, span in spans if count is not None]
+
+
+def _whole_messages(count: float, span: float) -> tuple[int, float]:
+    """2.5 per second holds as 2 per second; 0.5 per second as 1 per 2 seconds."""
+    return (int(count), span) if count >= 1 else (1, span / count)
+
+
+@dataclass(frozen=True)
+class AttachmentSpec:
+    pattern: str
+    where: str  # job file and line, for errors
+    content_type: str | None = None
+    required: bool = True
+
+    @property
+    def templated(self) -> bool:
+        return bool(_TEMPLATED.search(self.pattern))
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    name: str  # path relative to base_dir, as the Jinja2 loader knows it
+    where: str
+
+
+@dataclass(frozen=True)
+class InlineRecipient:
+    fields: Mapping[str, Any]
+    where: str
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    name: str
+    base_dir: Path
+    sender: Mailbox
+    subject: str
+    subject_where: str
+    smtp: SmtpSettings
+    reply_to: Mailbox | None = None
+    text: TemplateRef | None = None
+    html: TemplateRef | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    recipients: tuple[InlineRecipient, ...] = ()
+    recipients_file: Path | None = None
+    recipients_file_where: str = ""
+    attachments: tuple[AttachmentSpec, ...] = ()
+    rate: RateSettings = RateSettings()
+    max_recipients: int | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    retry_max_attempts: int = 3
+    retry_window: float = 60.0
+
+    def content_settings(self) -> dict[str, Any]:
+        """What shapes the messages (not how they travel): part of the inputs' digest."""
+        return {
+            "from": [self.sender.name, self.sender.address],
+            "reply_to": [self.reply_to.name, self.reply_to.address] if self.reply_to else None,
+            "subject": self.subject,
+            "vars": self.vars,
+        }
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_job(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Job:
+    """Read, interpolate, validate and convert a job file.
+
+    Raises InvalidJobError listing every problem found, not only the first.
+    """
+    job_path = Path(path).absolute()
+    shown = display_path(job_path)
+    try:
+        text = job_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid(shown, f"cannot read the job file: {exc}") from None
+    env_problems: list[Problem] = []
+    hook = _Interpolator(os.environ if environ is None else environ, shown, env_problems)
+    doc = load_yaml(text, shown, hook)
+    problems = env_problems + list(schema_problems(doc))
+    if problems:
+        raise InvalidJobError(sorted(problems, key=_problem_order))
+    return _build_job(doc, job_path)
+
+
+def _problem_order(problem: Problem) -> tuple[int, str]:
+    _, _, line = problem.where.rpartition(":")
+    return (int(line) if line.isdigit() else 0, problem.what)
+
+
+@dataclass
+class _Interpolator:
+    """Replaces `${VAR}` and `${VAR:-default}` in scalars; `$$` stands for a literal `$`."""
+
+    environ: Mapping[str, str]
+    filename: str
+    problems: list[Problem]
+
+    def __call__(self, value: str, path: DocPath, line: int) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            found = self.environ.get(name)
+            if found is not None and (found or default is None):
+                return found
+            if default is not None:
+                return default
+            self.problems.append(
+                Problem(
+                    f"{self.filename}:{line}",
+                    f"environment variable {name} "
+                    f"is not set (write ${{{name}:-default}} for a default)",
+                    dotted_path(path),
+                )
+            )
+            return ""
+
+        return _ENV_REF.sub(replace, value)
+
+
+def schema_problems(doc: Located) -> Iterator[Problem]:
+    """Every schema problem of the document, each with its line."""
+    if not isinstance(doc.data, dict):
+        yield Problem(
+            f"{doc.filename}:1",
+            "a job file is a mapping of keys such as version, from, "
+            "subject, template, recipients and smtp",
+        )
+        return
+    for error in _validator().iter_errors(doc.data):
+        yield from _explain(error, doc)
+
+
+def _explain(error: ValidationError, doc: Located) -> Iterator[Problem]:
+    path: DocPath = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        yield from _unknown_keys(error, doc, path)
+    elif error.validator == "oneOf" and error.context:
+        for sub in _closest_branch(error):
+            yield from _explain(sub, doc)
+    elif error.validator == "enum":
+        choices: list[Any] = list(error.validator_value)  # type: ignore[arg-type]
+        yield Problem(
+            doc.where(path),
+            _with_suggestion(
+                f"{error.instance!r} is not one of {', '.join(map(str, choices))}",
+                error.instance,
+                choices,
+            ),
+            dotted_path(path),
+        )
+    else:
+        yield Problem(doc.where(path), error.message, dotted_path(path))
+
+
+def _unknown_keys(error: ValidationError, doc: Located, path: DocPath) -> Iterator[Problem]:
+    schema: dict[str, Any] = error.schema  # type: ignore[assignment]
+    known = list(schema.get("properties", {}))
+    instance: dict[str, Any] = error.instance  # type: ignore[assignment]
+    for key in instance:
+        if key in known:
+            continue
+        key_path = (*path, key)
+        if key == "password" and path == ("smtp",):
+            message = (
+                "a literal password is refused: put it in an environment variable and "
+                "give that variable's name as password_env"
+            )
+        else:
+            message = _with_suggestion("unknown key", key, known)
+        yield Problem(doc.where(key_path), message, dotted_path(key_path))
+
+
+def _with_suggestion(message: str, value: object, choices: list[Any]) -> str:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"{message} (did you mean '{close[0]}'?)" if close else message
+
+
+def _closest_branch(error: ValidationError) -> list[ValidationError]:
+    """Of a oneOf's branches, the errors of the one whose type the value has."""
+    by_branch: dict[int, list[ValidationError]] = {}
+    for sub in error.context or []:
+        by_branch.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+    for subs in by_branch.values():
+        if not any(s.validator == "type" and not s.relative_path for s in subs):
+            return subs
+    return [error.context[0]] if error.context else []
+
+
+def _build_job(doc: Located, job_path: Path) -> Job:
+    data: dict[str, Any] = doc.data
+    base_dir = (job_path.parent / data.get("base_dir", ".")).resolve()
+    smtp = _smtp_settings(data["smtp"], base_dir, doc)
+    limits = data.get("limits", {})
+    retry = data.get("retry", {})
+    return Job(
+        path=job_path,
+        name=data.get("name") or job_path.stem,
+        base_dir=base_dir,
+        sender=_mailbox(data["from"], doc, ("from",)),
+        reply_to=_mailbox(data["reply_to"], doc, ("reply_to",)) if "reply_to" in data else None,
+        subject=data["subject"],
+        subject_where=doc.where(("subject",)),
+        text=_template_ref(data["template"], "text", doc),
+        html=_template_ref(data["template"], "html", doc),
+        vars=data.get("vars", {}),
+        recipients=tuple(
+            InlineRecipient(r, doc.where(("recipients", i)))
+            for i, r in enumerate(data.get("recipients", []))
+        ),
+        recipients_file=base_dir / data["recipients_file"] if "recipients_file" in data else None,
+        recipients_file_where=doc.where(("recipients_file",)),
+        attachments=tuple(
+            _attachment(item, doc.where(("attachments", i)))
+            for i, item in enumerate(data.get("attachments", []))
+        ),
+        smtp=smtp,
+        rate=RateSettings(**data.get("rate", {})),
+        max_recipients=limits.get("max_recipients"),
+        max_message_bytes=limits.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
+        retry_max_attempts=retry.get("max_attempts", 3),
+        retry_window=float(retry.get("window", 60.0)),
+    )
+
+
+def _mailbox(text: str, doc: Located, path: DocPath) -> Mailbox:
+    try:
+        return parse_mailbox(text)
+    except AddressError as exc:
+        raise invalid(doc.where(path), str(exc), dotted_path(path)) from None
+
+
+def _template_ref(template: dict[str, str], part: str, doc: Located) -> TemplateRef | None:
+    if part not in template:
+        return None
+    return TemplateRef(Path(template[part]).as_posix(), doc.where(("template", part)))
+
+
+def _attachment(item: str | dict[str, Any], where: str) -> AttachmentSpec:
+    if isinstance(item, str):
+        return AttachmentSpec(item, where)
+    return AttachmentSpec(item["path"], where, item.get("content_type"), item.get("required", True))
+
+
+def _smtp_settings(smtp: dict[str, Any], base_dir: Path, doc: Located) -> SmtpSettings:
+    security = smtp.get("security", "starttls")
+    settings = SmtpSettings(
+        host=smtp["host"],
+        port=smtp.get("port", DEFAULT_PORTS[security]),
+        security=security,
+        username_env=smtp.get("username_env"),
+        password_env=smtp.get("password_env"),
+        timeout=float(smtp.get("timeout", 30.0)),
+        ca_file=base_dir / smtp["ca_file"] if "ca_file" in smtp else None,
+        allow_insecure_auth=smtp.get("allow_insecure_auth", False),
+        helo=smtp.get("helo"),
+    )
+    if bool(settings.username_env) != bool(settings.password_env):
+        raise invalid(doc.where(("smtp",)), "username_env and password_env go together", "smtp")
+    if settings.username_env and security == "none" and not settings.allow_insecure_auth:
+        raise invalid(
+            doc.where(("smtp", "security")),
+            "AUTH without TLS would send the password in "
+            "plaintext: use security starttls or tls, or set allow_insecure_auth: true",
+            "smtp.security",
+        )
+    return settings

@@ -1,0 +1,334 @@
+"""The SQLite journal: every run and every recipient's state, recorded before and after sending.
+
+State is committed (WAL, synchronous=FULL) before a transaction starts and right after its reply,
+so a process killed at any instant leaves a journal that tells the truth: at most the message in
+flight is `pending` although the server may have accepted it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import BatchmailError, StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id   TEXT PRIMARY KEY,
+    job      TEXT NOT NULL,
+    digest   TEXT NOT NULL,
+    total    INTEGER NOT NULL,
+    started  REAL NOT NULL,
+    finished REAL            -- set once every recipient is sent
+);
+CREATE TABLE IF NOT EXISTS invocations (
+    run_id   TEXT NOT NULL,
+    number   INTEGER NOT NULL,
+    started  REAL NOT NULL,
+    finished REAL,
+    status   TEXT,
+    PRIMARY KEY (run_id, number)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    run_id      TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    email       TEXT NOT NULL,
+    state       TEXT NOT NULL,  -- pending | sent | failed | deferred | unknown
+    code        INTEGER,
+    response    TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    size        INTEGER,
+    attachments TEXT,
+    invocation  INTEGER,        -- the invocation that last touched it
+    updated     REAL,
+    sent_at     REAL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at) WHERE sent_at IS NOT NULL;
+CREATE TEMP TABLE IF NOT EXISTS staged (
+    seq INTEGER PRIMARY KEY, email TEXT NOT NULL, size INTEGER, attachments TEXT
+);
+"""
+
+FINAL_STATES = frozenset({"sent"})
+
+
+class JobLocked(BatchmailError):
+    """Another batchmail process is working on the same job."""
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """One validated recipient, as the journal keeps it until a run takes it over."""
+
+    seq: int
+    email: str
+    size: int
+    attachments: list[str]
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    digest: str
+    total: int
+    invocation: int
+    resumed: bool  # an earlier invocation of this run exists
+
+
+@dataclass(frozen=True)
+class Delivery:
+    seq: int
+    email: str
+    state: str
+    code: int | None
+    response: str | None
+    attempts: int
+    size: int | None
+    attachments: list[str]
+    touched_now: bool  # changed by the current invocation
+
+
+def new_run_id(now: float) -> str:
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+class Journal:
+    """One job's journal. Thread-safe: the sending threads share it."""
+
+    def __init__(self, path: Path | str, job: str, clock: Any = time.time):
+        self.job = job
+        self.clock = clock
+        self._lock = threading.Lock()
+        try:
+            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the journal {path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                yield self.db
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise StateError(f"cannot write the journal: {exc}") from None
+
+    # --- the validation pass stages every recipient; a new run takes them over ---
+
+    @contextmanager
+    def staging(self, batch: int = 1000) -> Iterator[Callable[[Staged], None]]:
+        """A callback that stages validated recipients, written in batches."""
+        rows: list[Staged] = []
+
+        def flush() -> None:
+            with self._write() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO temp.staged VALUES (?, ?, ?, ?)",
+                    ((r.seq, r.email, r.size, json.dumps(r.attachments)) for r in rows),
+                )
+            rows.clear()
+
+        def add(row: Staged) -> None:
+            rows.append(row)
+            if len(rows) >= batch:
+                flush()
+
+        yield add
+        flush()
+
+    def latest_run(self) -> tuple[str, str, bool] | None:
+        """(run_id, digest, finished) of this job's latest run."""
+        row = self.db.execute(
+            "SELECT run_id, digest, finished IS NOT NULL FROM runs WHERE job = ? "
+            "ORDER BY started DESC, rowid DESC LIMIT 1",
+            (self.job,),
+        ).fetchone()
+        return (row[0], row[1], bool(row[2])) if row else None
+
+    def reached(self, run_id: str) -> int:
+        row = self.db.execute(
+            "SELECT count(*) FROM deliveries WHERE run_id = ? AND state = 'sent'", (run_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def start_run(self, digest: str, total: int) -> Run:
+        now = self.clock()
+        run_id = new_run_id(now)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, NULL)",
+                (run_id, self.job, digest, total, now),
+            )
+            db.execute(
+                "INSERT INTO deliveries (run_id, seq, email, state, size, attachments) "
+                "SELECT ?, seq, email, 'pending', size, attachments FROM temp.staged",
+                (run_id,),
+            )
+            db.execute("DELETE FROM temp.staged")
+        return self._invoke(run_id, digest, total, resumed=False)
+
+    def resume_run(self, run_id: str) -> Run:
+        digest, total = self.db.execute(
+            "SELECT digest, total FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return self._invoke(run_id, digest, total, resumed=True)
+
+    def _invoke(self, run_id: str, digest: str, total: int, *, resumed: bool) -> Run:
+        with self._write() as db:
+            number = db.execute(
+                "SELECT coalesce(max(number), 0) + 1 FROM invocations WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO invocations VALUES (?, ?, ?, NULL, NULL)",
+                (run_id, number, self.clock()),
+            )
+        return Run(run_id, digest, total, number, resumed)
+
+    # --- the send loop ---
+
+    def to_send(self, run: Run, after: int, limit: int, skip_unknown: bool) -> list[int]:
+        """Sequence numbers after `after` that still need sending, in order, at most `limit`."""
+        states = ("pending", "failed", "deferred") + (() if skip_unknown else ("unknown",))
+        marks = ",".join("?" * len(states))
+        rows = self.db.execute(
+            f"SELECT seq FROM deliveries WHERE run_id = ? AND seq > ? "  # noqa: S608
+            f"AND state IN ({marks}) ORDER BY seq LIMIT ?",
+            (run.run_id, after, *states, limit),
+        )
+        return [r[0] for r in rows]
+
+    def begin(self, run: Run, seq: int) -> None:
+        """Recorded before the SMTP transaction starts."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE deliveries SET state = 'pending', attempts = attempts + 1, "
+                "invocation = ?, updated = ? WHERE run_id = ? AND seq = ?",
+                (run.invocation, self.clock(), run.run_id, seq),
+            )
+
+    def finish(self, run: Run, seq: int, state: str, code: int | None, response: str) -> None:
+        """Recorded right after the server's reply."""
+        now = self.clock()
+        with self._write() as db:
+            db.execute(
+                "UPDATE deliveries SET state = ?, code = ?, response = ?, invocation = ?, "
+                "updated = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                "WHERE run_id = ? AND seq = ?",
+                (state, code, response, run.invocation, now, state, now, run.run_id, seq),
+            )
+
+    def defer_pending(self, run: Run, response: str) -> None:
+        """Recipients not reached in this invocation (quota, breaker) are deferred, not lost."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE deliveries SET state = 'deferred', response = ?, invocation = ? "
+                "WHERE run_id = ? AND state = 'pending' AND attempts = 0",
+                (response, run.invocation, run.run_id),
+            )
+
+    def end_invocation(self, run: Run, status: str) -> None:
+        now = self.clock()
+        with self._write() as db:
+            db.execute(
+                "UPDATE invocations SET finished = ?, status = ? WHERE run_id = ? AND number = ?",
+                (now, status, run.run_id, run.invocation),
+            )
+            db.execute(
+                "UPDATE runs SET finished = ? WHERE run_id = ? AND NOT EXISTS (SELECT 1 "
+                "FROM deliveries WHERE run_id = ? AND state != 'sent')",
+                (now, run.run_id, run.run_id),
+            )
+
+    def sent_times(self, since: float, limit: int) -> list[float]:
+        """When this job's latest messages went, across runs: quotas hold across invocations."""
+        rows = self.db.execute(
+            "SELECT d.sent_at FROM deliveries d JOIN runs r USING (run_id) "
+            "WHERE r.job = ? AND d.sent_at > ? ORDER BY d.sent_at DESC LIMIT ?",
+            (self.job, since, limit),
+        )
+        return [r[0] for r in rows]
+
+    # --- reporting ---
+
+    def deliveries(self, run: Run) -> Iterator[Delivery]:
+        """Every recipient of the run in order, streamed from the database."""
+        cursor = self.db.execute(
+            "SELECT seq, email, state, code, response, attempts, size, attachments, invocation "
+            "FROM deliveries WHERE run_id = ? ORDER BY seq",
+            (run.run_id,),
+        )
+        for seq, email, state, code, response, attempts, size, names, invocation in cursor:
+            yield Delivery(
+                seq,
+                email,
+                state,
+                code,
+                response,
+                attempts,
+                size,
+                json.loads(names or "[]"),
+                invocation == run.invocation,
+            )
+
+    def summary(self, run: Run) -> dict[str, int]:
+        """Counts per report status, in one query."""
+        rows = self.db.execute(
+            "SELECT CASE WHEN state = 'sent' AND invocation IS NOT ? THEN 'skipped' "
+            "ELSE state END, count(*) FROM deliveries WHERE run_id = ? GROUP BY 1",
+            (run.invocation, run.run_id),
+        )
+        return dict(rows.fetchall())
+
+
+@contextmanager
+def job_lock(state_dir: Path, job: str) -> Iterator[None]:
+    """One batchmail process per job at a time; the OS drops the lock if the process dies."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle: IO[str] = (state_dir / f"{job}.lock").open("a")
+    except OSError as exc:
+        raise StateError(f"cannot create the state directory {state_dir}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobLocked(
+                f"another batchmail process is running job '{job}' "
+                f"(lock: {state_dir / (job + '.lock')}); wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def journal_path(state_dir: Path) -> Path:
+    return state_dir / "journal.sqlite3"
+
+
+def report_status(delivery: Delivery) -> str:
+    """A recipient delivered by an earlier invocation is `skipped` in this one's report."""
+    if delivery.state == "sent" and not delivery.touched_now:
+        return "skipped"
+    return delivery.state

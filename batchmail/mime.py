@@ -1,0 +1,210 @@
+"""Building messages as bytes: headers field by field, parts, attachments and their MIME types.
+
+The message is assembled from pre-encoded pieces rather than through `email.message`: a shared
+attachment is base64-encoded once for all recipients, and header values never pass through the
+standard library's header parser, which turns encoded-words holding a line break into real line
+breaks (CVE-2024-6923).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import mimetypes
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import encode_rfc2231, format_datetime, formataddr
+
+import magic
+
+from .addresses import Mailbox, has_line_break
+
+CRLF = b"\r\n"
+_LINESEP = "\r\n"
+_MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD be no more than 78 characters
+_GENERIC_TYPES = frozenset({"text/plain", "application/octet-stream", "application/x-empty"})
+_TEXTUAL_GUESSES = ("text/", "application/json", "application/xml")
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # RFC 2045 token: no quoting needed
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e\t]*$")
+
+
+class HeaderValueError(ValueError):
+    """A value bound for a header contains a line break or NUL."""
+
+    def __init__(self, field: str, value: str):
+        super().__init__(f"{value!r} contains a line break, refused in a header")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """An encoded attachment: ready to place in any message."""
+
+    filename: str
+    content_type: str
+    size: int  # bytes of the file
+    encoded: bytes  # MIME headers, blank line and base64 body, CRLF line endings
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What one recipient's message says; `build_message` turns it into bytes."""
+
+    to: Mailbox
+    subject: str
+    text: str | None
+    html: str | None
+    attachments: Sequence[Part] = ()
+
+
+def detect_type(data: bytes, filename: str) -> str:
+    """The MIME type from the content (python-magic), refined by the name when that says little."""
+    try:
+        found = str(magic.from_buffer(data[:65536], mime=True))
+    except magic.MagicException:
+        found = "application/octet-stream"
+    if found not in _GENERIC_TYPES:
+        return found
+    guess, _ = mimetypes.guess_type(filename, strict=False)
+    if guess and (found == "application/octet-stream" or guess.startswith(_TEXTUAL_GUESSES)):
+        return guess
+    return "application/octet-stream" if found == "application/x-empty" else found
+
+
+def date_header(timestamp: float) -> str:
+    """RFC 5322 3.3 date-time, in UTC."""
+    return format_datetime(datetime.fromtimestamp(timestamp, UTC))
+
+
+def attachment_part(filename: str, data: bytes, content_type: str) -> Part:
+    if has_line_break(filename):
+        raise HeaderValueError("attachment filename", filename)
+    name_param = _parameter("name", filename)
+    head = (
+        f"Content-Type: {content_type};\r\n\t{name_param}\r\n"
+        f"Content-Disposition: attachment;\r\n\t{_parameter('filename', filename)}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    body = base64.encodebytes(data).replace(b"\n", CRLF)
+    return Part(filename, content_type, len(data), head.encode("ascii") + body)
+
+
+def _parameter(key: str, value: str) -> str:
+    """A MIME parameter: a token, a quoted string, or RFC 2231 `key*=utf-8''...` for non-ASCII."""
+    if value.isascii() and _TOKEN.match(value):
+        return f"{key}={value}"
+    if value.isascii() and _PRINTABLE_ASCII.match(value):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{key}="{escaped}"'
+    return f"{key}*={encode_rfc2231(value, 'utf-8')}"
+
+
+class MessageBuilder:
+    """Assembles messages for one sender; From and Reply-To are encoded once."""
+
+    def __init__(self, sender: Mailbox, reply_to: Mailbox | None = None):
+        self.sender = sender
+        lines = [address_header("From", sender)]
+        if reply_to is not None:
+            lines.append(address_header("Reply-To", reply_to))
+        self._fixed = b"".join(lines)
+
+    def build(self, content: Content, *, message_id: str, date: str) -> bytes:
+        """The whole message, CRLF line endings, every line within 998 octets."""
+        head = b"".join(
+            [
+                self._fixed,
+                address_header("To", content.to),
+                unstructured_header("Subject", content.subject),
+                unstructured_header("Date", date),
+                unstructured_header("Message-ID", message_id),
+                b"MIME-Version: 1.0\r\n",
+            ]
+        )
+        return head + _body(content)
+
+
+def _body(content: Content) -> bytes:
+    parts = [p for p in (_text_part("plain", content.text), _text_part("html", content.html)) if p]
+    body = parts[0] if len(parts) == 1 else _multipart("alternative", parts)
+    if content.attachments:
+        body = _multipart("mixed", [body, *(a.encoded for a in content.attachments)])
+    return body
+
+
+def _text_part(subtype: str, text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n")
+    if lines.isascii() and max(map(len, lines.split("\n"))) <= 998:
+        encoding, body = "7bit", lines.encode("ascii")
+    else:  # RFC 2045 6.7: soft line breaks keep every line within 76 characters
+        encoding = "quoted-printable"
+        body = binascii.b2a_qp(lines.encode("utf-8"), quotetabs=False, istext=True)
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    head = (
+        f"Content-Type: text/{subtype}; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    ).encode("ascii")
+    return head + body.replace(b"\n", CRLF)
+
+
+def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
+    # Derived from the content, so a preview and the sent message match byte for byte; the "=_"
+    # prefix cannot occur in base64 or quoted-printable text.
+    digest = hashlib.blake2b(b"".join(parts), digest_size=12).hexdigest()
+    boundary = f"=_{subtype[:3]}{digest}".encode("ascii")
+    out = [
+        b"Content-Type: multipart/",
+        subtype.encode("ascii"),
+        b'; boundary="',
+        boundary,
+        b'"\r\n\r\n',
+    ]
+    for part in parts:
+        out += [b"--", boundary, CRLF, part]
+    out += [b"--", boundary, b"--", CRLF]
+    return b"".join(out)
+
+
+def address_header(name: str, box: Mailbox) -> bytes:
+    address = box.ascii_address if box.ascii_address.isascii() else box.address
+    if not box.name:
+        return f"{name}: {address}\r\n".encode()
+    if box.name.isascii() and "=?" not in box.name and _PRINTABLE_ASCII.match(box.name):
+        return f"{name}: {formataddr((box.name, address))}\r\n".encode()
+    phrase = Header(box.name, "utf-8", header_name=name).encode(linesep=_LINESEP)
+    return f"{name}: {phrase} <{address}>\r\n".encode()
+
+
+def unstructured_header(name: str, value: str) -> bytes:
+    """`Name: value` folded at spaces, or as RFC 2047 encoded-words when it is not plain ASCII.
+
+    Text that merely looks like an encoded-word (`=?UTF-8?Q?=0A?=`) is encoded too, so a reader
+    decodes it back to the same literal text instead of to a line break.
+    """
+    if has_line_break(value):
+        raise HeaderValueError(name.lower(), value)
+    words = value.split(" ")
+    if _PRINTABLE_ASCII.match(value) and "=?" not in value and max(map(len, words)) < _MAX_LINE:
+        return _fold(name, words)
+    return (
+        f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=_LINESEP)}\r\n".encode()
+    )
+
+
+def _fold(name: str, words: Sequence[str]) -> bytes:
+    """RFC 5322 2.2.3 folding: a CRLF goes in before a space, never inside a word."""
+    lines, current = [], f"{name}:"
+    for word in words:
+        if len(current) + 1 + len(word) > _MAX_LINE and current.strip() not in ("", f"{name}:"):
+            lines.append(current)
+            current = ""
+        current += " " + word
+    lines.append(current)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")

@@ -1,0 +1,162 @@
+"""Recipients as a stream: inline ones first, then the data file's, checked and de-duplicated."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import ijson
+
+from .addresses import AddressError, Mailbox, has_line_break, mailbox
+from .errors import Problem, invalid
+from .job import Job, display_path
+from .yamlfile import load_yaml
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    seq: int  # 1-based position among the job's recipients, after de-duplication
+    mailbox: Mailbox
+    fields: Mapping[str, Any]
+    origin: str  # `file:line` (or `file: item N`) it came from
+
+    @property
+    def email(self) -> str:
+        return self.mailbox.address
+
+    def describe(self) -> str:
+        return f"recipient {self.seq}, {self.email}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    fields: Mapping[str, Any]
+    origin: str
+
+
+def read_recipients(job: Job, problems: list[Problem], warn: Warn) -> Iterator[Recipient]:
+    """Yield every valid, first-seen recipient; invalid rows go to `problems`, repeats to `warn`."""
+    seen: dict[str, str] = {}
+    repeats: dict[str, list[str]] = {}
+    seq = 0
+    for row in _rows(job):
+        found = _to_recipient(row, seq + 1, problems)
+        if found is None:
+            continue
+        key = found.email.casefold()
+        if key in seen:
+            repeats.setdefault(key, [seen[key]]).append(row.origin)
+            continue
+        seen[key] = row.origin
+        seq += 1
+        yield found
+    for key, origins in repeats.items():
+        warn(
+            f"{origins[0]}: {key} appears {len(origins)} times ({', '.join(origins)}): "
+            "it gets one message"
+        )
+
+
+def _to_recipient(row: _Row, seq: int, problems: list[Problem]) -> Recipient | None:
+    address, name = row.fields.get("email"), row.fields.get("name")
+    if not isinstance(address, str):
+        problems.append(Problem(row.origin, f"{address!r} is not an address", "email"))
+        return None
+    if name is not None and (not isinstance(name, str) or has_line_break(name)):
+        reason = "contains a line break" if isinstance(name, str) else "is not text"
+        problems.append(Problem(row.origin, f"{name!r} {reason} (recipient {address})", "name"))
+        return None
+    try:
+        box = mailbox(address, name)
+    except AddressError as exc:
+        problems.append(Problem(row.origin, str(exc), "email"))
+        return None
+    return Recipient(seq, box, row.fields, row.origin)
+
+
+def _rows(job: Job) -> Iterator[_Row]:
+    for inline in job.recipients:
+        yield _Row(inline.fields, inline.where)
+    if job.recipients_file is not None:
+        yield from read_data_file(job.recipients_file, job.recipients_file_where)
+
+
+def read_data_file(path: Path, where: str) -> Iterator[_Row]:
+    """Rows of a .csv, .json, .jsonl or .yaml file, streamed where the format allows."""
+    shown = display_path(path)
+    readers = {
+        ".csv": _csv_rows,
+        ".json": _json_rows,
+        ".jsonl": _jsonl_rows,
+        ".yaml": _yaml_rows,
+        ".yml": _yaml_rows,
+    }
+    reader = readers[path.suffix.lower()]
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            yield from reader(stream, shown)
+    except FileNotFoundError:
+        raise invalid(where, f"recipients file not found: {shown}", "recipients_file") from None
+    except UnicodeDecodeError as exc:
+        raise invalid(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise invalid(where, f"cannot read {shown}: {exc.strerror}", "recipients_file") from None
+
+
+def _csv_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
+    reader = csv.reader(stream)
+    header = [name.strip() for name in next(reader, [])]
+    if "email" not in header:
+        hint = (
+            " (the header must name it exactly 'email')"
+            if any(h.lower() == "email" for h in header)
+            else ""
+        )
+        raise invalid(f"{shown}:1", f"the header row has no 'email' column{hint}")
+    for values in reader:
+        origin = f"{shown}:{reader.line_num}"
+        if not any(values):
+            continue
+        if len(values) != len(header):
+            raise invalid(origin, f"this row has {len(values)} fields, the header {len(header)}")
+        yield _Row(dict(zip(header, values, strict=True)), origin)
+
+
+def _json_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
+    try:
+        for index, item in enumerate(ijson.items(stream, "item", use_float=True), start=1):
+            yield _Row(_as_mapping(item, f"{shown}: item {index}"), f"{shown}: item {index}")
+    except ijson.JSONError as exc:
+        raise invalid(shown, f"invalid JSON ({exc}); expected a list of objects") from None
+
+
+def _jsonl_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        origin = f"{shown}:{number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise invalid(origin, f"invalid JSON: {exc.msg}") from None
+        yield _Row(_as_mapping(item, origin), origin)
+
+
+def _yaml_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
+    doc = load_yaml(stream.read(), shown)
+    items: Iterable[Any] = doc.data if isinstance(doc.data, list) else [doc.data]
+    for index, item in enumerate(items):
+        origin = doc.where((index,))
+        yield _Row(_as_mapping(item, origin), origin)
+
+
+def _as_mapping(item: Any, origin: str) -> Mapping[str, Any]:
+    if not isinstance(item, dict) or "email" not in item:
+        raise invalid(origin, "each recipient is an object with an 'email' field")
+    return item

@@ -1,0 +1,133 @@
+"""The one Jinja2 environment: sandboxed, StrictUndefined, autoescaping for HTML only."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from .errors import InvalidJobError, Problem, invalid
+from .job import Job, TemplateRef, display_path
+from .recipients import Recipient
+
+_HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".xml", ".html.j2", ".htm.j2", ".html.jinja")
+_INLINE = "@inline:"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str | None
+    html: str | None
+    attachment_paths: Mapping[int, str]  # index of a templated attachment spec -> rendered path
+
+
+class _JobLoader(jinja2.BaseLoader):
+    """Files below base_dir, plus the job file's inline templates under pseudo-names."""
+
+    def __init__(self, base_dir: Path, inline: Mapping[str, str]):
+        self.files = jinja2.FileSystemLoader(str(base_dir))
+        self.inline = inline
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        if template in self.inline:
+            return self.inline[template], template, lambda: True
+        return self.files.get_source(environment, template)
+
+
+class Renderer:
+    """Compiles the job's templates once; renders them per recipient."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self._where: dict[str, str] = {}  # template filename -> `file:line` of its first line
+        subject_name = self._inline("subject", job.subject_where)
+        inline = {subject_name: job.subject}
+        path_names: dict[int, str] = {}
+        for index, spec in enumerate(job.attachments):
+            if spec.templated:
+                path_names[index] = self._inline(f"attachments[{index}].path", spec.where)
+                inline[path_names[index]] = spec.pattern
+        html_name = job.html.name if job.html else None
+        self.env = SandboxedEnvironment(
+            loader=_JobLoader(job.base_dir, inline),
+            undefined=jinja2.StrictUndefined,
+            autoescape=lambda name: (
+                name is not None and (name == html_name or name.lower().endswith(_HTML_SUFFIXES))
+            ),
+            keep_trailing_newline=True,
+        )
+        self.subject = self._load(subject_name, None)
+        self.paths = {index: self._load(name, None) for index, name in path_names.items()}
+        self.text = self._load(job.text.name, job.text) if job.text else None
+        self.html = self._load(job.html.name, job.html) if job.html else None
+
+    def _inline(self, field: str, where: str) -> str:
+        name = f"{_INLINE}{field}"
+        self._where[name] = where
+        return name
+
+    def _load(self, name: str, ref: TemplateRef | None) -> jinja2.Template:
+        try:
+            template = self.env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise invalid(
+                self._locate(exc.filename or name, exc.lineno),
+                f"template syntax error: {exc.message}",
+            ) from None
+        except jinja2.TemplateNotFound as exc:
+            where = ref.where if ref else self._where.get(name, "")
+            shown = display_path(self.job.base_dir / exc.name) if exc.name else name
+            raise invalid(
+                where, f"template file not found (or outside base_dir): {shown}"
+            ) from None
+        if template.filename and template.filename not in self._where:
+            self._where[template.filename] = display_path(Path(template.filename))
+        return template
+
+    def render(self, recipient: Recipient) -> Rendered:
+        """Render every template for one recipient; any failure is an InvalidJobError."""
+        context = {**self.job.vars, **recipient.fields}
+        return Rendered(
+            subject=self._render(self.subject, context, recipient),
+            text=self._render(self.text, context, recipient) if self.text else None,
+            html=self._render(self.html, context, recipient) if self.html else None,
+            attachment_paths={
+                i: self._render(t, context, recipient) for i, t in self.paths.items()
+            },
+        )
+
+    def _render(self, template: jinja2.Template, context: dict[str, Any], who: Recipient) -> str:
+        try:
+            return template.render(context)
+        except Exception as exc:
+            raise self._render_error(exc, template, who) from None
+
+    def _render_error(
+        self, exc: Exception, template: jinja2.Template, who: Recipient
+    ) -> InvalidJobError:
+        name, line = template.filename or template.name or "", 1
+        for frame, lineno in traceback.walk_tb(exc.__traceback__):
+            if frame.f_code.co_filename in self._where:
+                name, line = frame.f_code.co_filename, lineno
+        message = (
+            exc.message
+            if isinstance(exc, jinja2.TemplateError) and exc.message
+            else (f"{type(exc).__name__}: {exc}")
+        )
+        return InvalidJobError([Problem(self._locate(name, line), f"{message} ({who.describe()})")])
+
+    def _locate(self, filename: str, line: int | None) -> str:
+        """`file:line` for a template line; inline templates map onto the job file's lines."""
+        where = self._where.get(filename, filename)
+        if filename.startswith(_INLINE):
+            path, _, first = where.rpartition(":")
+            return f"{path}:{int(first) + (line or 1) - 1}"
+        return f"{where}:{line or 1}"

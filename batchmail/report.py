@@ -1,0 +1,110 @@
+"""The per-recipient results: a JSON report written atomically, and the summary line."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import StateError
+from .journal import Delivery, report_status
+
+STATUSES = ("sent", "previewed", "failed", "deferred", "unknown", "pending", "skipped")
+
+
+@dataclass
+class ReportHead:
+    job: str
+    dry_run: bool
+    started: float
+    finished: float
+    status: str  # completed | incomplete | interrupted | quota | connection_failed | invalid
+    run_id: str | None = None
+    message: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def full_summary(counts: Mapping[str, int]) -> dict[str, int]:
+    summary = {"total": sum(counts.values())}
+    summary.update({status: counts.get(status, 0) for status in STATUSES})
+    return summary
+
+
+def recipient_entry(delivery: Delivery, message_id: str | None) -> dict[str, Any]:
+    return {
+        "email": delivery.email,
+        "status": report_status(delivery),
+        "smtp_code": delivery.code,
+        "smtp_response": delivery.response,
+        "message_id": message_id if delivery.attempts else None,
+        "attempts": delivery.attempts,
+        "size": delivery.size,
+        "attachments": delivery.attachments,
+    }
+
+
+def write_report(
+    path: Path, head: ReportHead, summary: Mapping[str, int], entries: Iterable[dict[str, Any]]
+) -> None:
+    """Stream the report to `path`: one recipient at a time, never the whole list in memory."""
+    with _atomic_target(path) as out:
+        fields: dict[str, Any] = {
+            "job": head.job,
+            "run_id": head.run_id,
+            "dry_run": head.dry_run,
+            "status": head.status,
+            "message": head.message,
+            "started": _iso(head.started),
+            "finished": _iso(head.finished),
+            "summary": dict(summary),
+        }
+        if head.errors:
+            fields["errors"] = head.errors
+        out.write(json.dumps(fields, ensure_ascii=False)[:-1] + ', "recipients": [')
+        for index, entry in enumerate(entries):
+            out.write(("\n  " if index == 0 else ",\n  ") + json.dumps(entry, ensure_ascii=False))
+        out.write("\n]}\n")
+
+
+@contextmanager
+def _atomic_target(path: Path) -> Iterator[IO[str]]:
+    """A regular file is replaced atomically (temp file, fsync, rename); a device or FIFO
+    (`/dev/stdout`) is written in place, since it cannot be renamed over."""
+    try:
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+            with path.open("w", encoding="utf-8") as out:
+                yield out
+                out.flush()
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise StateError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        raise StateError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def summary_line(job: str, summary: Mapping[str, int], report: Path | None) -> str:
+    counts = ", ".join(f"{summary[s]} {s}" for s in STATUSES if summary.get(s))
+    where = f" (report: {report})" if report else ""
+    return f"{job}: {summary['total']} recipients: {counts or 'nothing to do'}{where}"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

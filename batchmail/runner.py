@@ -1,0 +1,217 @@
+"""The send loop: which recipients still need a message, pacing, retries, and when to stop.
+
+It owns no I/O: recipients come from the composer, state goes to the journal, bytes go to the
+transports, time comes from the injected clock. A dry run is only another transport.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .compose import Composer, Message, Validation
+from .errors import BatchmailError, ConnectFailure, invalid
+from .job import Job, display_path
+from .journal import Journal, Run
+from .mime import date_header
+from .ratelimit import Clock, QuotaReached, RateLimiter
+from .recipients import Recipient
+from .transport import Envelope, Outcome, Transport
+
+MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    recipient: Recipient
+    outcome: Outcome
+    attempt: int
+
+
+@dataclass
+class Halt:
+    """Why the run stopped before every recipient was tried."""
+
+    reason: str  # interrupted | quota | connection
+    message: str
+    error: BatchmailError | None = None
+
+
+def choose_run(journal: Journal, job: Job, validation: Validation, *, new_run: bool) -> Run:
+    """Resume the unfinished run, start a new one, or refuse when inputs changed mid-run."""
+    latest = journal.latest_run()
+    if latest is None or new_run:
+        return journal.start_run(validation.digest, validation.count)
+    run_id, digest, finished = latest
+    if digest == validation.digest:
+        return journal.resume_run(run_id)
+    if finished:
+        return journal.start_run(validation.digest, validation.count)
+    reached = journal.reached(run_id)
+    raise invalid(
+        display_path(job.path),
+        f"the inputs changed while run {run_id} is unfinished "
+        f"({reached} recipients already reached). Restore the inputs and run again to "
+        "finish it, or pass --new-run to send the new version to every recipient, "
+        "including those already reached",
+    )
+
+
+@dataclass
+class Runner:
+    job: Job
+    composer: Composer
+    journal: Journal
+    transports: Callable[[], Transport]
+    limiter: RateLimiter
+    clock: Clock
+    stop: threading.Event
+    on_event: Callable[[Event], None] = lambda event: None
+    skip_unknown: bool = False
+    rng: random.Random = field(default_factory=random.Random)
+    halt: Halt | None = None
+    sent_now: int = 0
+    _retry: list[Recipient] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, run: Run) -> Halt | None:
+        """Send every recipient of `run` not yet delivered, then retry the deferred ones."""
+        started = self.clock()
+        self._send_round(run, self._todo(run), attempt=1)
+        for attempt in range(2, self.job.retry_max_attempts + 1):
+            if not self._retry or self.halt is not None:
+                break
+            delay = self._backoff(attempt)
+            if self.clock() + delay > started + self.job.retry_window:
+                break
+            if self.stop.wait(delay):
+                self._halt(Halt("interrupted", "interrupted"))
+                break
+            batch, self._retry = self._retry, []
+            self._send_round(run, iter(batch), attempt)
+        return self.halt
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential, with jitter: all retries together fit within retry.window."""
+        steps = 2 ** (self.job.retry_max_attempts - 1) - 1
+        share = self.job.retry_window * 2.0 ** (attempt - 2) / steps
+        return float(share * self.rng.uniform(0.5, 1.0))
+
+    def _todo(self, run: Run) -> Iterator[Recipient]:
+        """The recipients of the run that still need a message, streamed in order."""
+        wanted = self._seqs_to_send(run)
+        next_seq = next(wanted, None)
+        for recipient in self.composer.recipients([]):
+            if next_seq is None:
+                return
+            if recipient.seq == next_seq:
+                yield recipient
+                next_seq = next(wanted, None)
+
+    def _seqs_to_send(self, run: Run) -> Iterator[int]:
+        after = 0
+        while seqs := self.journal.to_send(run, after, _CHUNK, self.skip_unknown):
+            yield from seqs
+            after = seqs[-1]
+
+    def _send_round(self, run: Run, recipients: Iterator[Recipient], attempt: int) -> None:
+        count = max(1, self.job.rate.connections)
+        work: queue.Queue[Recipient | None] = queue.Queue(maxsize=count * 4)
+        workers = [
+            threading.Thread(target=self._worker, args=(run, work, attempt), daemon=True)
+            for _ in range(count)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for recipient in recipients:
+                if self._stopping():
+                    break
+                work.put(recipient)
+        finally:
+            for _ in workers:
+                work.put(None)
+            for worker in workers:
+                worker.join()
+
+    def _stopping(self) -> bool:
+        if self.stop.is_set() and self.halt is None:
+            self._halt(Halt("interrupted", "interrupted"))
+        return self.halt is not None
+
+    def _worker(self, run: Run, work: queue.Queue[Recipient | None], attempt: int) -> None:
+        transport = self.transports()
+        try:
+            while (recipient := work.get()) is not None:
+                if not self._stopping():
+                    self._deliver(run, transport, recipient, attempt)
+        finally:
+            transport.close()
+
+    def _deliver(self, run: Run, transport: Transport, recipient: Recipient, attempt: int) -> None:
+        message = self.composer.compose(recipient)
+        try:
+            transport.open()  # before the journal marks anything: a refused session sends nothing
+            self.limiter.acquire()
+        except QuotaReached as quota:
+            self._halt(Halt("quota", _quota_message(quota, self.clock)))
+            return
+        except ConnectFailure as exc:
+            self._halt(Halt("connection", str(exc), exc))
+            return
+        if self._stopping():
+            return
+        envelope = self._envelope(run, recipient, message)
+        self.journal.begin(run, recipient.seq)
+        try:
+            outcome = transport.send(envelope)
+        except ConnectFailure as exc:
+            outcome = Outcome("deferred", None, str(exc))
+            self._halt(Halt("connection", str(exc), exc))
+        self.journal.finish(run, recipient.seq, outcome.state, outcome.code, outcome.response)
+        self._record(recipient, outcome, attempt)
+
+    def _envelope(self, run: Run, recipient: Recipient, message: Message) -> Envelope:
+        data = self.composer.build(
+            message,
+            message_id=message_id(run, recipient.seq, self.job),
+            date=date_header(self.clock()),
+        )
+        box = recipient.mailbox
+        rcpt = box.ascii_address if box.ascii_address.isascii() else box.address
+        return Envelope(recipient.seq, self.job.sender.ascii_address, rcpt, data, box.smtputf8)
+
+    def _record(self, recipient: Recipient, outcome: Outcome, attempt: int) -> None:
+        with self._lock:
+            if outcome.state in ("sent", "previewed"):
+                self.sent_now += 1
+            elif outcome.state == "deferred" and len(self._retry) < MAX_HELD_FOR_RETRY:
+                self._retry.append(recipient)
+        self.on_event(Event(recipient, outcome, attempt))
+
+    def _halt(self, halt: Halt) -> None:
+        with self._lock:
+            if self.halt is None:
+                self.halt = halt
+        self.stop.set()
+
+
+def message_id(run: Run, seq: int, job: Job) -> str:
+    """Deterministic per run and recipient: a message re-sent after a crash keeps its ID."""
+    domain = job.sender.ascii_address.rpartition("@")[2]
+    return f"<{run.run_id}.{seq}@{domain}>"
+
+
+def _quota_message(quota: QuotaReached, clock: Clock) -> str:
+    when = datetime.fromtimestamp(quota.next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    span = {3600.0: "hour", 86400.0: "day"}.get(quota.span, f"{quota.span:g} s")
+    wait = max(0.0, quota.next_at - clock())
+    return (
+        f"quota reached: {quota.limit} messages per {span}; the next message may go at "
+        f"{when} (in {wait / 60:.0f} min): run again then to continue"
+    )

@@ -1,0 +1,297 @@
+"""Delivery behind one interface: SMTP for real, preview (`.eml` files) for dry runs."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .errors import ConnectFailure, StateError, invalid
+from .job import SmtpSettings
+
+_DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    seq: int
+    sender: str
+    recipient: str
+    data: bytes
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message: sent | failed | deferred | unknown | previewed."""
+
+    state: str
+    code: int | None
+    response: str
+
+
+class Transport(Protocol):
+    def open(self) -> None: ...
+
+    def send(self, envelope: Envelope) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never show the password, even in a debugger or a traceback
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+def credentials_from_env(settings: SmtpSettings, environ: Mapping[str, str]) -> Credentials | None:
+    """Read the credentials the job names; a missing variable is the user's to fix (exit 2)."""
+    if not settings.username_env or not settings.password_env:
+        return None
+    missing = [n for n in (settings.username_env, settings.password_env) if not environ.get(n)]
+    if missing:
+        raise invalid(
+            "smtp",
+            f"environment variable {', '.join(missing)} is not set "
+            "(smtp.username_env / smtp.password_env name it)",
+        )
+    return Credentials(environ[settings.username_env], environ[settings.password_env])
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """Verified TLS: the system's CAs (honouring SSL_CERT_FILE) plus the job's own ca_file."""
+    context = ssl.create_default_context()
+    if settings.ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(settings.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectFailure(f"cannot load smtp.ca_file {settings.ca_file}: {exc}") from None
+    return context
+
+
+def classify(code: int) -> str:
+    """RFC 5321 4.2.1: 2yz done, 4yz try again later, 5yz do not repeat."""
+    if 200 <= code < 300:
+        return "sent"
+    return "deferred" if 400 <= code < 500 else "failed"
+
+
+class SmtpTransport:
+    """One SMTP session, opened lazily and reused for many messages."""
+
+    def __init__(self, settings: SmtpSettings, credentials: Credentials | None):
+        self.settings = settings
+        self.credentials = credentials
+        self.context = tls_context(settings) if settings.security != "none" else None
+        self.conn: smtplib.SMTP | None = None
+        self.sent_on_conn = 0
+
+    @property
+    def peer(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def open(self) -> None:
+        """Make sure a session is open: connect, negotiate TLS and authenticate if needed.
+
+        Raises ConnectFailure with the reason.
+        """
+        if self.conn is not None:
+            return
+        try:
+            self.conn = self._connect()
+        except ConnectFailure:
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ConnectFailure(f"{self.peer}: authentication failed: {_reply(exc)}") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectFailure(
+                f"{self.peer}: TLS certificate not trusted ({exc.verify_message}); "
+                "trust a private CA with smtp.ca_file or SSL_CERT_FILE"
+            ) from None
+        except smtplib.SMTPConnectError as exc:
+            raise ConnectFailure(
+                f"{self.peer}: the server refused the session: {_reply(exc)}"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            raise ConnectFailure(f"{self.peer}: {_reply(exc)}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ConnectFailure(f"{self.peer}: cannot connect: {_describe(exc)}") from None
+        self.sent_on_conn = 0
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        if s.security == "tls":
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                s.host, s.port, local_hostname=s.helo, timeout=s.timeout, context=self.context
+            )
+        else:
+            conn = smtplib.SMTP(s.host, s.port, local_hostname=s.helo, timeout=s.timeout)
+        try:
+            conn.ehlo()
+            if s.security == "starttls":
+                self._starttls(conn)
+            if self.credentials is not None:
+                if not conn.has_extn("auth"):
+                    raise ConnectFailure(
+                        f"{self.peer}: the server offers no AUTH, and the job gives credentials"
+                    )
+                conn.login(self.credentials.username, self.credentials.password)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _starttls(self, conn: smtplib.SMTP) -> None:
+        # RFC 3207: a client that requires TLS must not fall back to plaintext when it is not
+        # offered; a man in the middle strips STARTTLS from EHLO exactly to cause that.
+        if not conn.has_extn("starttls"):
+            raise ConnectFailure(
+                f"{self.peer}: the server does not offer STARTTLS; refusing to "
+                "continue in plaintext (smtp.security: starttls)"
+            )
+        conn.starttls(context=self.context)
+        conn.ehlo()
+
+    def send(self, envelope: Envelope) -> Outcome:
+        """One transaction. A stale reused connection is reopened once and the message retried."""
+        if self.conn is None:
+            self.open()
+        try:
+            return self._transaction(envelope)
+        except _StaleConnection:
+            self.close()
+            self.open()
+            try:
+                return self._transaction(envelope)
+            except _StaleConnection as exc:
+                return Outcome("deferred", None, f"connection lost before MAIL: {exc}")
+
+    def _transaction(self, envelope: Envelope) -> Outcome:
+        conn = self.conn
+        assert conn is not None
+        options = ["SMTPUTF8"] if envelope.smtputf8 else []
+        try:
+            code, reply = conn.mail(envelope.sender, options)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.close()
+            if self.sent_on_conn:
+                raise _StaleConnection(_describe(exc)) from None
+            return Outcome("deferred", None, f"connection lost at MAIL: {_describe(exc)}")
+        if code != 250:
+            return self._refused(code, reply)
+        try:
+            return self._rcpt_and_data(conn, envelope)
+        except _AfterDot as exc:
+            self.close()
+            return Outcome("unknown", None, f"no reply after the message was sent: {exc}")
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            return Outcome("deferred", None, f"connection lost: {_describe(exc)}")
+
+    def _rcpt_and_data(self, conn: smtplib.SMTP, envelope: Envelope) -> Outcome:
+        code, reply = conn.rcpt(envelope.recipient)
+        if code not in (250, 251):
+            return self._refused(code, reply)
+        conn.putcmd("data")
+        code, reply = conn.getreply()
+        if code != 354:
+            return self._refused(code, reply)
+        payload = _DOT_LINE.sub(b"..", envelope.data)  # RFC 5321 4.5.2 transparency
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        conn.send(payload + b".\r\n")
+        try:
+            code, reply = conn.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _AfterDot(_describe(exc)) from None
+        self.sent_on_conn += 1
+        if code == 421:
+            self.close()
+        return Outcome(classify(code), code, _text(reply))
+
+    def _refused(self, code: int, reply: bytes) -> Outcome:
+        if code == 421:  # the server is closing the session
+            self.close()
+        else:
+            self._reset()
+        return Outcome(classify(code), code, _text(reply))
+
+    def _reset(self) -> None:
+        try:
+            if self.conn is not None:
+                self.conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+
+class _StaleConnection(Exception):
+    pass
+
+
+class _AfterDot(Exception):
+    pass
+
+
+class PreviewTransport:
+    """Writes each message as `.eml` into a folder instead of sending it."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create {out_dir}: {exc.strerror}") from None
+
+    def send(self, envelope: Envelope) -> Outcome:
+        path = self.out_dir / preview_name(envelope.seq, envelope.recipient)
+        try:
+            path.write_bytes(envelope.data)
+        except OSError as exc:
+            raise StateError(f"cannot write {path}: {exc.strerror}") from None
+        return Outcome("previewed", None, path.name)
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def preview_name(seq: int, address: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", address)
+    return f"{seq:06d}-{safe}.eml"
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())
+
+
+def _describe(exc: BaseException) -> str:
+    cause = exc.__context__ if isinstance(exc, smtplib.SMTPServerDisconnected) else None
+    if isinstance(exc, socket.timeout) or isinstance(cause, socket.timeout):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return str(exc) or type(exc).__name__
