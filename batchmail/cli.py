@@ -30,7 +30,7 @@ from .job import Job, display_path, load_job, schema_text
 from .journal import Journal, Run, job_lock, journal_path
 from .ratelimit import QUOTA_SPAN, RateLimiter
 from .report import ReportHead, full_summary, recipient_entry, summary_line, write_report
-from .runner import Event, Halt, Runner, choose_run, message_id
+from .runner import Event, Halt, Runner, choose_run
 from .transport import PreviewTransport, SmtpTransport, Transport, credentials_from_env
 
 
@@ -191,6 +191,8 @@ class _Invocation:
         status = _status(halt, summary, connect_failed)
         journal.end_invocation(run, status)
         self._write_report(status, summary, halt)
+        if halt is not None and halt.reason == "error" and halt.error is not None:
+            raise halt.error
         if connect_failed and halt is not None:
             raise ConnectFailure(f"{halt.message}; nothing was sent")
         if halt is not None:
@@ -209,7 +211,7 @@ class _Invocation:
             halt.message if halt else None,
         )
         entries = (
-            recipient_entry(d, message_id(self.run, d.seq, self.job))
+            recipient_entry(d, self.composer.message_id(self.run.run_id, d.seq))
             for d in self.journal.deliveries(self.run)
         )
         write_report(self.report, head, summary, entries)

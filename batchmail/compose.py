@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 from .attachments import Attachments
 from .errors import InvalidJobError, Problem, invalid
 from .job import Job, display_path
-from .journal import Staged
-from .mime import Content, HeaderValueError, MessageBuilder
+from .journal import Staged, new_run_id
+from .mime import Content, HeaderValueError, MessageBuilder, date_header
 from .recipients import Recipient, Warn, read_recipients
 from .render import Renderer
 
 MAX_LISTED_PROBLEMS = 20
-# Date and Message-ID change per send; the rest of a message is fixed by the job's inputs.
-_PLACEHOLDER_ID = "<>"
-_PLACEHOLDER_DATE = "-"
+# Date and Message-ID change per send; the rest of a message is fixed by the job's inputs. The
+# validation pass builds with stand-ins of the same length, so its size check holds when sending.
+_PLACEHOLDER_RUN = "0" * len(new_run_id(0.0))
+_PLACEHOLDER_DATE = date_header(0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,11 @@ class Composer:
         content = Content(recipient.mailbox, rendered.subject, rendered.text, rendered.html, parts)
         return Message(recipient, content)
 
+    def message_id(self, run_id: str, seq: int) -> str:
+        """Deterministic per run and recipient: a message re-sent after a crash keeps its ID."""
+        domain = self.job.sender.ascii_address.rpartition("@")[2]
+        return f"<{run_id}.{seq}@{domain}>"
+
     def build(self, message: Message, *, message_id: str, date: str) -> bytes:
         try:
             data = self.builder.build(message.content, message_id=message_id, date=date)
@@ -84,7 +90,8 @@ def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) 
     for recipient in composer.recipients(result.problems):
         try:
             message = composer.compose(recipient)
-            data = composer.build(message, message_id=_PLACEHOLDER_ID, date=_PLACEHOLDER_DATE)
+            message_id = composer.message_id(_PLACEHOLDER_RUN, recipient.seq)
+            data = composer.build(message, message_id=message_id, date=_PLACEHOLDER_DATE)
         except InvalidJobError as exc:
             result.problems.extend(exc.problems)
             continue

@@ -166,9 +166,11 @@ def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
         boundary,
         b'"\r\n\r\n',
     ]
-    for part in parts:
-        out += [b"--", boundary, CRLF, part]
-    out += [b"--", boundary, b"--", CRLF]
+    # RFC 2046 5.1.1: the CRLF before a delimiter belongs to the delimiter, so each part keeps
+    # its own final line break.
+    for index, part in enumerate(parts):
+        out += [CRLF if index else b"", b"--", boundary, CRLF, part]
+    out += [CRLF, b"--", boundary, b"--", CRLF]
     return b"".join(out)
 
 

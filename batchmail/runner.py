@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .compose import Composer, Message, Validation
-from .errors import BatchmailError, ConnectFailure, invalid
+from .errors import ConnectFailure, invalid
 from .job import Job, display_path
 from .journal import Journal, Run
 from .mime import date_header
@@ -37,9 +37,9 @@ class Event:
 class Halt:
     """Why the run stopped before every recipient was tried."""
 
-    reason: str  # interrupted | quota | connection
+    reason: str  # interrupted | quota | connection | error
     message: str
-    error: BatchmailError | None = None
+    error: BaseException | None = None
 
 
 def choose_run(journal: Journal, job: Job, validation: Validation, *, new_run: bool) -> Run:
@@ -145,13 +145,27 @@ class Runner:
         return self.halt is not None
 
     def _worker(self, run: Run, work: queue.Queue[Recipient | None], attempt: int) -> None:
-        transport = self.transports()
+        try:
+            transport = self.transports()
+        except BaseException as exc:  # raised in the main thread
+            self._halt(Halt("error", str(exc), exc))
+            return self._drain(work)
         try:
             while (recipient := work.get()) is not None:
                 if not self._stopping():
                     self._deliver(run, transport, recipient, attempt)
+        except BaseException as exc:  # raised in the main thread
+            self._halt(Halt("error", str(exc), exc))
+            self._drain(work)
         finally:
             transport.close()
+        return None
+
+    @staticmethod
+    def _drain(work: queue.Queue[Recipient | None]) -> None:
+        """Take the rest of the queue, so the producer never blocks on a stopped worker."""
+        while work.get() is not None:
+            pass
 
     def _deliver(self, run: Run, transport: Transport, recipient: Recipient, attempt: int) -> None:
         message = self.composer.compose(recipient)
@@ -179,7 +193,7 @@ class Runner:
     def _envelope(self, run: Run, recipient: Recipient, message: Message) -> Envelope:
         data = self.composer.build(
             message,
-            message_id=message_id(run, recipient.seq, self.job),
+            message_id=self.composer.message_id(run.run_id, recipient.seq),
             date=date_header(self.clock()),
         )
         box = recipient.mailbox
@@ -199,12 +213,6 @@ class Runner:
             if self.halt is None:
                 self.halt = halt
         self.stop.set()
-
-
-def message_id(run: Run, seq: int, job: Job) -> str:
-    """Deterministic per run and recipient: a message re-sent after a crash keeps its ID."""
-    domain = job.sender.ascii_address.rpartition("@")[2]
-    return f"<{run.run_id}.{seq}@{domain}>"
 
 
 def _quota_message(quota: QuotaReached, clock: Clock) -> str:

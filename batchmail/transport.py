@@ -177,6 +177,14 @@ class SmtpTransport:
     def _transaction(self, envelope: Envelope) -> Outcome:
         conn = self.conn
         assert conn is not None
+        if envelope.smtputf8 and not conn.has_extn("smtputf8"):
+            # RFC 6531 3.4: without the extension a non-ASCII local part cannot be delivered.
+            return Outcome(
+                "failed",
+                None,
+                f"the server does not offer SMTPUTF8, needed for "
+                f"the non-ASCII address {envelope.recipient}",
+            )
         options = ["SMTPUTF8"] if envelope.smtputf8 else []
         try:
             code, reply = conn.mail(envelope.sender, options)

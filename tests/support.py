@@ -1,0 +1,102 @@
+"""Building job folders and running the CLI in-process, for the delivery tests."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from batchmail.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+PDF = (REPO / "jobs" / "artifacts" / "build-summary.pdf").read_bytes()
+PASSWORD = "canary-Pa55w0rd-7f3e9"  # a value that must never appear in any output
+
+
+def png_bytes() -> bytes:
+    """A real 1x1 PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+PNG = png_bytes()
+
+TEXT = "Hello {{ name }} of {{ team }}.\n"
+HTML = "<p>Hello <b>{{ name }}</b> of {{ team }}.</p>\n"
+
+
+def recipients(count: int) -> list[dict[str, Any]]:
+    return [
+        {"email": f"user{i}@example.com", "name": f"User {i}", "team": "core"}
+        for i in range(1, count + 1)
+    ]
+
+
+def make_job(folder: Path, port: int = 25, **settings: Any) -> Path:
+    """A job folder with templates, a PDF and a PNG named `.bin`; `settings` override the job."""
+    (folder / "templates").mkdir(parents=True, exist_ok=True)
+    (folder / "templates" / "body.txt.j2").write_text(TEXT, encoding="utf-8")
+    (folder / "templates" / "body.html.j2").write_text(HTML, encoding="utf-8")
+    (folder / "files").mkdir(exist_ok=True)
+    (folder / "files" / "report.pdf").write_bytes(PDF)
+    (folder / "files" / "chart.bin").write_bytes(PNG)
+    job: dict[str, Any] = {
+        "version": 1,
+        "from": "Reports <reports@example.com>",
+        "subject": "Report for {{ name }}",
+        "template": {"text": "templates/body.txt.j2", "html": "templates/body.html.j2"},
+        "recipients": recipients(3),
+        "attachments": ["files/report.pdf", "files/chart.bin"],
+        "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 5},
+    }
+    for key, value in settings.items():
+        if value is None:
+            job.pop(key, None)
+        elif isinstance(value, dict) and isinstance(job.get(key), dict):
+            job[key] = {**job[key], **value}
+        else:
+            job[key] = value
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(job, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Result:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = BytesParser(policy=policy.default).parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def report_of(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
