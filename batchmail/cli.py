@@ -239,6 +239,8 @@ def _exit_code(halt: Halt | None, summary: dict[str, int]) -> int:
     # 75 finishes the deferred recipients before it sees the failures.
     if halt is not None and halt.reason == "interrupted":
         return EXIT_INTERRUPTED
+    if halt is not None and halt.reason == "sender_refused":
+        return EXIT_FAILED
     if summary["deferred"] or summary["unknown"] or summary["pending"]:
         return EXIT_TEMPFAIL
     if summary["failed"]:

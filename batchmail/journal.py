@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import BatchmailError, StateError
+from .errors import EXIT_TEMPFAIL, BatchmailError, StateError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -64,7 +64,9 @@ FINAL_STATES = frozenset({"sent"})
 
 
 class JobLocked(BatchmailError):
-    """Another batchmail process is working on the same job."""
+    """Another batchmail process is working on the same job: try again when it is done."""
+
+    exit_code = EXIT_TEMPFAIL
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,9 @@ from .recipients import Recipient
 from .transport import Envelope, Outcome, Transport
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
+# The same permanent refusal of our sender this many times in a row means every further message
+# would be refused too (a wrong From, a blocked account): stop instead of burning the list.
+SENDER_REFUSALS_TO_STOP = 3
 _CHUNK = 1000
 
 
@@ -37,7 +40,7 @@ class Event:
 class Halt:
     """Why the run stopped before every recipient was tried."""
 
-    reason: str  # interrupted | quota | connection | error
+    reason: str  # interrupted | quota | connection | sender_refused | error
     message: str
     error: BaseException | None = None
 
@@ -76,6 +79,7 @@ class Runner:
     rng: random.Random = field(default_factory=random.Random)
     halt: Halt | None = None
     sent_now: int = 0
+    _sender_refusals: list[str] = field(default_factory=list)
     _retry: list[Recipient] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -170,8 +174,8 @@ class Runner:
     def _deliver(self, run: Run, transport: Transport, recipient: Recipient, attempt: int) -> None:
         message = self.composer.compose(recipient)
         try:
-            transport.open()  # before the journal marks anything: a refused session sends nothing
             self.limiter.acquire()
+            transport.open()  # before the journal marks anything: a refused session sends nothing
         except QuotaReached as quota:
             self._halt(Halt("quota", _quota_message(quota, self.clock)))
             return
@@ -206,7 +210,24 @@ class Runner:
                 self.sent_now += 1
             elif outcome.state == "deferred" and len(self._retry) < MAX_HELD_FOR_RETRY:
                 self._retry.append(recipient)
+            self._count_sender_refusal(outcome)
         self.on_event(Event(recipient, outcome, attempt))
+
+    def _count_sender_refusal(self, outcome: Outcome) -> None:
+        if not (outcome.sender_refused and outcome.state == "failed"):
+            self._sender_refusals.clear()
+            return
+        self._sender_refusals.append(f"{outcome.code} {outcome.response}")
+        recent = self._sender_refusals[-SENDER_REFUSALS_TO_STOP:]
+        if len(recent) == SENDER_REFUSALS_TO_STOP and len(set(recent)) == 1:
+            self.halt = self.halt or Halt(
+                "sender_refused",
+                f"the server refused the sender "
+                f"{self.job.sender.address} {len(recent)} times in a "
+                f"row ({recent[0]}); fix the sender or the account "
+                "and run again to continue",
+            )
+            self.stop.set()
 
     def _halt(self, halt: Halt) -> None:
         with self._lock:

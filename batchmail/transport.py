@@ -33,6 +33,7 @@ class Outcome:
     state: str
     code: int | None
     response: str
+    sender_refused: bool = False  # the server refused MAIL FROM: not the recipient's doing
 
 
 class Transport(Protocol):
@@ -194,7 +195,8 @@ class SmtpTransport:
                 raise _StaleConnection(_describe(exc)) from None
             return Outcome("deferred", None, f"connection lost at MAIL: {_describe(exc)}")
         if code != 250:
-            return self._refused(code, reply)
+            refused = self._refused(code, reply)
+            return Outcome(refused.state, refused.code, refused.response, sender_refused=True)
         try:
             return self._rcpt_and_data(conn, envelope)
         except _AfterDot as exc:

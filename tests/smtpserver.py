@@ -65,6 +65,9 @@ class Script:
     advertise_starttls: bool = True
     smtputf8: bool = True
     pipelining: bool = True
+    # Called on the server's loop just after the 2xx reply to DATA has been written, e.g. to
+    # kill the client in the window between the server's acceptance and the client's record.
+    after_accept: Callable[[Received], None] | None = None
 
 
 def _accepts(reply: str) -> bool:
@@ -342,7 +345,10 @@ class _Handler:
         reply = self._scripted(script.data_replies, self._data_attempts, envelope.rcpt_tos[0])
         if not _accepts(reply):
             return reply
-        self.owner._record_message(_received(server, session, envelope))
+        received = _received(server, session, envelope)
+        self.owner._record_message(received)
+        if script.after_accept is not None:
+            asyncio.get_running_loop().call_soon(script.after_accept, received)
         server.accepted += 1
         if script.drop_after and server.accepted % script.drop_after == 0:
             server.drop_pending = True
