@@ -1,0 +1,210 @@
+"""batchmail as a library: validate or run a job, the same way for the CLI and the MCP server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .compose import Composer, Validation, validate
+from .errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    ConnectFailure,
+    InvalidJobError,
+)
+from .job import Job, load_job
+from .journal import Journal, Run, job_lock, journal_path
+from .ratelimit import QUOTA_SPAN, RateLimiter
+from .recipients import Warn
+from .report import ReportHead, full_summary, recipient_entry, write_report
+from .runner import Event, Halt, Runner, choose_run
+from .transport import PreviewTransport, SmtpTransport, Transport, credentials_from_env
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    out: Path | None = None  # dry run: where previews go (default: preview/ beside the job)
+    report: Path | None = None
+    new_run: bool = False
+    state_dir: Path | None = None
+    skip_unknown: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    stop: threading.Event = field(default_factory=threading.Event)  # set it to interrupt
+    on_event: Callable[[Event], None] = _ignore
+    warn: Warn = _ignore
+
+
+@dataclass(frozen=True)
+class RunResult:
+    job: str
+    run_id: str
+    status: str
+    exit_code: int
+    summary: dict[str, int]
+    report: Path
+    message: str | None  # why the run stopped early, if it did
+    out: Path | None  # the dry run's previews
+
+
+def validate_job(path: Path, warn: Warn = _ignore) -> tuple[Job, Validation]:
+    """Load, render and build every message; raise InvalidJobError listing every problem."""
+    job = load_job(path)
+    return job, validate(Composer(job, warn))
+
+
+def run_job(path: Path, options: RunOptions) -> RunResult:
+    """Validate everything, then send (or preview) what still needs sending, and report."""
+    started = time.time()
+    job = load_job(path, options.environ)
+    composer = Composer(job, options.warn)
+    with ExitStack() as stack:
+        out: Path | None = None
+        if options.dry_run:
+            out = options.out or job.path.parent / "preview"
+            state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchmail-")))
+            report = options.report or out / "report.json"
+            transports: Callable[[], Transport] = lambda: PreviewTransport(out)  # noqa: E731
+        else:
+            credentials = credentials_from_env(job.smtp, options.environ)
+            state_dir = default_state_dir(job, options)
+            report = options.report or state_dir / f"{job.name}.report.json"
+            transports = lambda: SmtpTransport(job.smtp, credentials)  # noqa: E731
+        stack.enter_context(job_lock(state_dir, job.name))
+        journal = Journal(journal_path(state_dir), job.name)
+        stack.callback(journal.close)
+        try:
+            with journal.staging() as stage:
+                validation = validate(composer, stage)
+        except InvalidJobError as exc:
+            head = ReportHead(
+                job.name, options.dry_run, started, time.time(), "invalid", errors=exc.lines()
+            )
+            write_report(report, head, full_summary({}), [])
+            raise
+        run = choose_run(journal, job, validation, new_run=options.new_run or options.dry_run)
+        invocation = _Invocation(options, job, composer, journal, run, report, started, out)
+        return invocation.send(transports)
+    raise AssertionError("unreachable")
+
+
+def default_state_dir(job: Job, options: RunOptions) -> Path:
+    chosen = options.state_dir or options.environ.get("BATCHMAIL_STATE_DIR")
+    return Path(chosen) if chosen else job.path.parent / ".batchmail"
+
+
+@dataclass
+class _Invocation:
+    """One run of a job after validation: the run chosen, and where things go."""
+
+    options: RunOptions
+    job: Job
+    composer: Composer
+    journal: Journal
+    run: Run
+    report: Path
+    started: float
+    out: Path | None
+
+    def send(self, transports: Callable[[], Transport]) -> RunResult:
+        job, journal, run, stop = self.job, self.journal, self.run, self.options.stop
+        limiter = RateLimiter(
+            job.rate.windows(),
+            clock=time.time,
+            sleep=stop.wait,
+            batch_size=job.rate.batch_size,
+            batch_pause=job.rate.batch_pause,
+            history=_quota_history(journal, job),
+        )
+        runner = Runner(
+            job,
+            self.composer,
+            journal,
+            transports,
+            limiter,
+            time.time,
+            stop,
+            on_event=self.options.on_event,
+            skip_unknown=self.options.skip_unknown,
+        )
+        halt = runner.run(run)
+        if halt is not None and halt.reason in ("quota", "connection"):
+            journal.defer_pending(run, halt.message)
+        connect_failed = halt is not None and halt.reason == "connection" and not runner.sent_now
+        summary = full_summary(journal.summary(run))
+        status = _status(halt, summary, connect_failed)
+        journal.end_invocation(run, status)
+        self._write_report(status, summary, halt)
+        if halt is not None and halt.reason == "error" and halt.error is not None:
+            raise halt.error
+        if connect_failed and halt is not None:
+            raise ConnectFailure(f"{halt.message}; nothing was sent")
+        return RunResult(
+            job.name,
+            run.run_id,
+            status,
+            _exit_code(halt, summary),
+            summary,
+            self.report,
+            halt.message if halt else None,
+            self.out,
+        )
+
+    def _write_report(self, status: str, summary: dict[str, int], halt: Halt | None) -> None:
+        head = ReportHead(
+            self.job.name,
+            self.options.dry_run,
+            self.started,
+            time.time(),
+            status,
+            self.run.run_id,
+            halt.message if halt else None,
+        )
+        entries = (
+            recipient_entry(d, self.composer.message_id(self.run.run_id, d.seq))
+            for d in self.journal.deliveries(self.run)
+        )
+        write_report(self.report, head, summary, entries)
+
+
+def _quota_history(journal: Journal, job: Job) -> list[float]:
+    quotas = [(limit, span) for limit, span in job.rate.windows() if span >= QUOTA_SPAN]
+    if not quotas:
+        return []
+    longest = max(span for _, span in quotas)
+    return journal.sent_times(time.time() - longest, max(limit for limit, _ in quotas))
+
+
+def _status(halt: Halt | None, summary: dict[str, int], connect_failed: bool) -> str:
+    if connect_failed:
+        return "connection_failed"
+    if halt is not None:
+        return halt.reason if halt.reason != "connection" else "incomplete"
+    unfinished = summary["deferred"] + summary["unknown"] + summary["pending"] + summary["failed"]
+    return "incomplete" if unfinished else "completed"
+
+
+def _exit_code(halt: Halt | None, summary: dict[str, int]) -> int:
+    # Deferred work outranks permanent failures: a script that re-runs while the exit code is
+    # 75 finishes the deferred recipients before it sees the failures.
+    if halt is not None and halt.reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if halt is not None and halt.reason == "sender_refused":
+        return EXIT_FAILED
+    if summary["deferred"] or summary["unknown"] or summary["pending"]:
+        return EXIT_TEMPFAIL
+    if summary["failed"]:
+        return EXIT_FAILED
+    return EXIT_OK
