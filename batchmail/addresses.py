@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
 # Characters that end a line somewhere (str.splitlines) plus NUL: none may reach a header.
 _LINE_BREAKS = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+_NAME_ADDR = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>\s*$")
+_BARE_ADDR = re.compile(r"^\s*(?P<addr>[^<>\s]+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +57,21 @@ def mailbox(address: str, name: str | None = None) -> Mailbox:
 
 
 def parse_mailbox(text: str) -> Mailbox:
-    """Parse `Name <addr>` or `addr` (one mailbox, RFC 5322 3.4)."""
+    """Parse `Name <addr>`, `"Name" <addr>` or `addr`: one mailbox (RFC 5322 3.4), as written.
+
+    Stricter than `email.utils.getaddresses`, which glues stray words onto the address and
+    closes an unclosed `<`: a sender must be exactly what the user typed.
+    """
     if has_line_break(text):
         raise AddressError(f"{text!r} contains a line break")
-    pairs = email.utils.getaddresses([text])
-    if len(pairs) != 1 or not pairs[0][1]:
+    match = _NAME_ADDR.match(text) or _BARE_ADDR.match(text)
+    if match is None:
         raise AddressError(f"{text!r} is not one mailbox like 'Name <user@example.com>'")
-    name, address = pairs[0]
-    return mailbox(address, name)
+    name = email.utils.unquote(match.group("name").strip()) if "name" in match.groupdict() else ""
+    address = match.group("addr")
+    try:
+        return mailbox(address, name)
+    except AddressError as exc:
+        if address == text.strip():
+            raise
+        raise AddressError(f"{text!r}: {exc}") from None

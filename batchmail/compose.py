@@ -31,6 +31,10 @@ class Message:
         return [part.filename for part in self.content.attachments]
 
 
+def _silent(_: str) -> None:
+    return None
+
+
 @dataclass
 class Validation:
     count: int = 0
@@ -48,8 +52,9 @@ class Composer:
         self.attachments = Attachments(job)
         self.builder = MessageBuilder(job.sender, job.reply_to)
 
-    def recipients(self, problems: list[Problem]) -> Iterator[Recipient]:
-        return read_recipients(self.job, problems, self.warn)
+    def recipients(self, problems: list[Problem], *, quiet: bool = False) -> Iterator[Recipient]:
+        """The job's recipients; `quiet` for a second pass, whose warnings were already given."""
+        return read_recipients(self.job, problems, _silent if quiet else self.warn)
 
     def compose(self, recipient: Recipient) -> Message:
         rendered = self.renderer.render(recipient)

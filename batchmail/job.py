@@ -154,7 +154,9 @@ def load_job(path: str | os.PathLike[str], environ: Mapping[str, str] | None = N
     env_problems: list[Problem] = []
     hook = _Interpolator(os.environ if environ is None else environ, shown, env_problems)
     doc = load_yaml(text, shown, hook)
-    problems = env_problems + list(schema_problems(doc))
+    # A value emptied by an unset variable would also fail the schema: say it once.
+    unset = {p.what for p in env_problems}
+    problems = env_problems + [p for p in schema_problems(doc) if p.what not in unset]
     if problems:
         raise InvalidJobError(sorted(problems, key=_problem_order))
     return _build_job(doc, job_path)

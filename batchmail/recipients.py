@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,6 +39,7 @@ class Recipient:
 class _Row:
     fields: Mapping[str, Any]
     origin: str
+    path: str = ""  # where the row sits in the job file (`recipients[2].`), for inline ones
 
 
 def read_recipients(job: Job, problems: list[Problem], warn: Warn) -> Iterator[Recipient]:
@@ -66,23 +68,24 @@ def read_recipients(job: Job, problems: list[Problem], warn: Warn) -> Iterator[R
 def _to_recipient(row: _Row, seq: int, problems: list[Problem]) -> Recipient | None:
     address, name = row.fields.get("email"), row.fields.get("name")
     if not isinstance(address, str):
-        problems.append(Problem(row.origin, f"{address!r} is not an address", "email"))
+        problems.append(Problem(row.origin, f"{address!r} is not an address", f"{row.path}email"))
         return None
     if name is not None and (not isinstance(name, str) or has_line_break(name)):
         reason = "contains a line break" if isinstance(name, str) else "is not text"
-        problems.append(Problem(row.origin, f"{name!r} {reason} (recipient {address})", "name"))
+        message = f"{name!r} {reason} (recipient {address})"
+        problems.append(Problem(row.origin, message, f"{row.path}name"))
         return None
     try:
         box = mailbox(address, name)
     except AddressError as exc:
-        problems.append(Problem(row.origin, str(exc), "email"))
+        problems.append(Problem(row.origin, str(exc), f"{row.path}email"))
         return None
     return Recipient(seq, box, row.fields, row.origin)
 
 
 def _rows(job: Job) -> Iterator[_Row]:
-    for inline in job.recipients:
-        yield _Row(inline.fields, inline.where)
+    for index, inline in enumerate(job.recipients):
+        yield _Row(inline.fields, inline.where, f"recipients[{index}].")
     if job.recipients_file is not None:
         yield from read_data_file(job.recipients_file, job.recipients_file_where)
 
@@ -99,8 +102,7 @@ def read_data_file(path: Path, where: str) -> Iterator[_Row]:
     }
     reader = readers[path.suffix.lower()]
     try:
-        with path.open(encoding="utf-8-sig", newline="") as stream:
-            yield from reader(stream, shown)
+        yield from reader(path, shown)
     except FileNotFoundError:
         raise invalid(where, f"recipients file not found: {shown}", "recipients_file") from None
     except UnicodeDecodeError as exc:
@@ -109,7 +111,16 @@ def read_data_file(path: Path, where: str) -> Iterator[_Row]:
         raise invalid(where, f"cannot read {shown}: {exc.strerror}", "recipients_file") from None
 
 
-def _csv_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
+def _text(path: Path) -> TextIO:
+    return path.open(encoding="utf-8-sig", newline="")  # a spreadsheet's BOM is not data
+
+
+def _csv_rows(path: Path, shown: str) -> Iterator[_Row]:
+    with _text(path) as stream:
+        yield from _csv_stream(stream, shown)
+
+
+def _csv_stream(stream: TextIO, shown: str) -> Iterator[_Row]:
     reader = csv.reader(stream)
     header = [name.strip() for name in next(reader, [])]
     if "email" not in header:
@@ -119,8 +130,9 @@ def _csv_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
             else ""
         )
         raise invalid(f"{shown}:1", f"the header row has no 'email' column{hint}")
+    start = reader.line_num + 1  # a quoted field may span lines: name the row's first
     for values in reader:
-        origin = f"{shown}:{reader.line_num}"
+        origin, start = f"{shown}:{start}", reader.line_num + 1
         if not any(values):
             continue
         if len(values) != len(header):
@@ -128,15 +140,24 @@ def _csv_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
         yield _Row(dict(zip(header, values, strict=True)), origin)
 
 
-def _json_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
-    try:
-        for index, item in enumerate(ijson.items(stream, "item", use_float=True), start=1):
-            yield _Row(_as_mapping(item, f"{shown}: item {index}"), f"{shown}: item {index}")
-    except ijson.JSONError as exc:
-        raise invalid(shown, f"invalid JSON ({exc}); expected a list of objects") from None
+def _json_rows(path: Path, shown: str) -> Iterator[_Row]:
+    with path.open("rb") as stream:
+        if stream.read(3) != codecs.BOM_UTF8:
+            stream.seek(0)
+        try:
+            for index, item in enumerate(ijson.items(stream, "item", use_float=True), start=1):
+                origin = f"{shown}: item {index}"
+                yield _Row(_as_mapping(item, origin), origin)
+        except ijson.JSONError as exc:
+            raise invalid(shown, f"invalid JSON ({exc}); expected a list of objects") from None
 
 
-def _jsonl_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
+def _jsonl_rows(path: Path, shown: str) -> Iterator[_Row]:
+    with _text(path) as stream:
+        yield from _jsonl_stream(stream, shown)
+
+
+def _jsonl_stream(stream: TextIO, shown: str) -> Iterator[_Row]:
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
@@ -148,8 +169,9 @@ def _jsonl_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
         yield _Row(_as_mapping(item, origin), origin)
 
 
-def _yaml_rows(stream: TextIO, shown: str) -> Iterator[_Row]:
-    doc = load_yaml(stream.read(), shown)
+def _yaml_rows(path: Path, shown: str) -> Iterator[_Row]:
+    with _text(path) as stream:
+        doc = load_yaml(stream.read(), shown)
     items: Iterable[Any] = doc.data if isinstance(doc.data, list) else [doc.data]
     for index, item in enumerate(items):
         origin = doc.where((index,))

@@ -115,7 +115,7 @@ class Renderer:
     ) -> InvalidJobError:
         name, line = template.filename or template.name or "", 1
         for frame, lineno in traceback.walk_tb(exc.__traceback__):
-            if frame.f_code.co_filename in self._where:
+            if self._is_template(frame.f_code.co_filename):  # the innermost, for includes
                 name, line = frame.f_code.co_filename, lineno
         message = (
             exc.message
@@ -124,9 +124,12 @@ class Renderer:
         )
         return InvalidJobError([Problem(self._locate(name, line), f"{message} ({who.describe()})")])
 
+    def _is_template(self, filename: str) -> bool:
+        return filename in self._where or Path(filename).is_relative_to(self.job.base_dir)
+
     def _locate(self, filename: str, line: int | None) -> str:
         """`file:line` for a template line; inline templates map onto the job file's lines."""
-        where = self._where.get(filename, filename)
+        where = self._where.get(filename) or display_path(Path(filename))
         if filename.startswith(_INLINE):
             path, _, first = where.rpartition(":")
             return f"{path}:{int(first) + (line or 1) - 1}"

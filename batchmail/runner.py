@@ -110,7 +110,7 @@ class Runner:
         """The recipients of the run that still need a message, streamed in order."""
         wanted = self._seqs_to_send(run)
         next_seq = next(wanted, None)
-        for recipient in self.composer.recipients([]):
+        for recipient in self.composer.recipients([], quiet=True):
             if next_seq is None:
                 return
             if recipient.seq == next_seq:

@@ -11,6 +11,7 @@ import yaml
 from .errors import InvalidJobError, Problem
 
 Path = tuple[str | int, ...]
+_PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 ScalarHook = Callable[[str, Path, int], str]
 
 
@@ -73,6 +74,9 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTIONS:
+            self._problem(node, path, f"unsupported YAML tag {node.tag}")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):

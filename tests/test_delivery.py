@@ -63,7 +63,7 @@ def test_crlf_in_a_name_is_refused_and_nothing_is_sent(
 
     assert result.code == 2
     assert server.connections == 0
-    assert re.search(r"job\.yaml:\d+: name: .*line break.*bob@example\.org", result.err)
+    assert re.search(r"job\.yaml:\d+: recipients\[2\]\.name: .*line break.*bob@example\.org", result.err)
 
 
 def test_encoded_word_in_subject_adds_no_header(
@@ -118,7 +118,7 @@ INVALID_JOBS = {
     ),
     "invalid address": (
         {"recipients": [{"email": "bob@"}]},
-        r"job\.yaml:\d+: email: 'bob@' is not a valid address",
+        r"job\.yaml:\d+: recipients\[0\]\.email: 'bob@' is not a valid address",
     ),
 }
 
