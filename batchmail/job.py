@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, ValidationError
 
@@ -47,6 +48,38 @@ class SmtpSettings:
     ca_file: Path | None = None
     allow_insecure_auth: bool = False
     helo: str | None = None
+    auth: str = "password"  # password | xoauth2
+    oauth2: OAuth2Settings | None = None
+
+
+@dataclass(frozen=True)
+class OAuth2Settings:
+    """Where the XOAUTH2 bearer token comes from: a ready token, or a refresh grant."""
+
+    access_token_env: str | None = None
+    refresh_token_env: str | None = None
+    client_id_env: str | None = None
+    client_secret_env: str | None = None
+    token_url: str | None = None
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    domain: str
+    selector: str
+    private_key: bytes = field(repr=False)  # PEM, read once when the job is loaded
+    key_source: str = ""  # the file or variable it came from, for messages
+    headers: tuple[str, ...] | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class UnsubscribeSettings:
+    url: str | None = None  # Jinja2 templates
+    mailto: str | None = None
+    one_click: bool = False
+    url_where: str = ""
+    mailto_where: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +154,10 @@ class Job:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     retry_max_attempts: int = 3
     retry_window: float = 60.0
+    markdown: TemplateRef | None = None
+    inline_images: bool = False
+    dkim: DkimSettings | None = None
+    unsubscribe: UnsubscribeSettings | None = None
 
     def content_settings(self) -> dict[str, Any]:
         """What shapes the messages (not how they travel): part of the inputs' digest."""
@@ -159,7 +196,7 @@ def load_job(path: str | os.PathLike[str], environ: Mapping[str, str] | None = N
     problems = env_problems + [p for p in schema_problems(doc) if p.what not in unset]
     if problems:
         raise InvalidJobError(sorted(problems, key=_problem_order))
-    return _build_job(doc, job_path)
+    return _build_job(doc, job_path, hook.environ)
 
 
 def _problem_order(problem: Problem) -> tuple[int, str]:
@@ -267,10 +304,11 @@ def _closest_branch(error: ValidationError) -> list[ValidationError]:
     return [error.context[0]] if error.context else []
 
 
-def _build_job(doc: Located, job_path: Path) -> Job:
+def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:
     data: dict[str, Any] = doc.data
     base_dir = (job_path.parent / data.get("base_dir", ".")).resolve()
     smtp = _smtp_settings(data["smtp"], base_dir, doc)
+    _check_template(data["template"], doc)
     limits = data.get("limits", {})
     retry = data.get("retry", {})
     return Job(
@@ -300,6 +338,10 @@ def _build_job(doc: Located, job_path: Path) -> Job:
         max_message_bytes=limits.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
         retry_max_attempts=retry.get("max_attempts", 3),
         retry_window=float(retry.get("window", 60.0)),
+        markdown=_template_ref(data["template"], "markdown", doc),
+        inline_images=data["template"].get("inline_images", False),
+        dkim=_dkim_settings(data["dkim"], base_dir, doc, environ) if "dkim" in data else None,
+        unsubscribe=_unsubscribe(data["unsubscribe"], doc) if "unsubscribe" in data else None,
     )
 
 
@@ -308,6 +350,79 @@ def _mailbox(text: str, doc: Located, path: DocPath) -> Mailbox:
         return parse_mailbox(text)
     except AddressError as exc:
         raise invalid(doc.where(path), str(exc), dotted_path(path)) from None
+
+
+def _check_template(template: dict[str, Any], doc: Located) -> None:
+    bodies = [part for part in ("text", "html", "markdown") if part in template]
+    if not bodies:
+        raise invalid(doc.where(("template",)), "give text, html or markdown", "template")
+    if "markdown" in template and len(bodies) > 1:
+        raise invalid(
+            doc.where(("template", "markdown")),
+            "markdown makes both the text and the HTML part: leave out text and html",
+            "template.markdown",
+        )
+    if template.get("inline_images") and "markdown" not in template:
+        raise invalid(
+            doc.where(("template", "inline_images")),
+            "inline_images embeds the images of a Markdown body: it needs template.markdown",
+            "template.inline_images",
+        )
+
+
+def _dkim_settings(
+    dkim: dict[str, Any], base_dir: Path, doc: Located, environ: Mapping[str, str]
+) -> DkimSettings:
+    where = doc.where(("dkim",))
+    sources = [key for key in ("private_key_file", "private_key_env") if key in dkim]
+    if len(sources) != 1:
+        raise invalid(where, "give exactly one of private_key_file and private_key_env", "dkim")
+    if "private_key_file" in dkim:
+        path = base_dir / dkim["private_key_file"]
+        source = display_path(path)
+        try:
+            key = path.read_bytes()
+        except OSError as exc:
+            raise invalid(
+                doc.where(("dkim", "private_key_file")),
+                f"cannot read the DKIM key {source}: {exc.strerror}",
+                "dkim.private_key_file",
+            ) from None
+    else:
+        source = f"${dkim['private_key_env']}"
+        value = environ.get(dkim["private_key_env"])
+        if not value:
+            raise invalid(
+                doc.where(("dkim", "private_key_env")),
+                f"environment variable {dkim['private_key_env']} is not set",
+                "dkim.private_key_env",
+            )
+        key = value.encode("utf-8")
+    headers = dkim.get("headers")
+    return DkimSettings(
+        domain=dkim["domain"],
+        selector=dkim["selector"],
+        private_key=key,
+        key_source=source,
+        headers=tuple(h.lower() for h in headers) if headers else None,
+        where=where,
+    )
+
+
+def _unsubscribe(settings: dict[str, Any], doc: Located) -> UnsubscribeSettings:
+    where = doc.where(("unsubscribe",))
+    if "url" not in settings and "mailto" not in settings:
+        raise invalid(where, "give url, mailto or both", "unsubscribe")
+    if settings.get("one_click") and "url" not in settings:
+        # RFC 8058 3.1: one-click unsubscription is an HTTPS POST to the URL.
+        raise invalid(where, "one_click needs url (an https URL to POST to)", "unsubscribe")
+    return UnsubscribeSettings(
+        url=settings.get("url"),
+        mailto=settings.get("mailto"),
+        one_click=settings.get("one_click", False),
+        url_where=doc.where(("unsubscribe", "url")),
+        mailto_where=doc.where(("unsubscribe", "mailto")),
+    )
 
 
 def _template_ref(template: dict[str, str], part: str, doc: Located) -> TemplateRef | None:
@@ -334,8 +449,12 @@ def _smtp_settings(smtp: dict[str, Any], base_dir: Path, doc: Located) -> SmtpSe
         ca_file=base_dir / smtp["ca_file"] if "ca_file" in smtp else None,
         allow_insecure_auth=smtp.get("allow_insecure_auth", False),
         helo=smtp.get("helo"),
+        auth=smtp.get("auth", "password"),
+        oauth2=OAuth2Settings(**smtp["oauth2"]) if "oauth2" in smtp else None,
     )
-    if bool(settings.username_env) != bool(settings.password_env):
+    if settings.auth == "xoauth2" or settings.oauth2 is not None:
+        _check_xoauth2(settings, doc)
+    elif bool(settings.username_env) != bool(settings.password_env):
         raise invalid(doc.where(("smtp",)), "username_env and password_env go together", "smtp")
     if settings.username_env and security == "none" and not settings.allow_insecure_auth:
         raise invalid(
@@ -345,3 +464,48 @@ def _smtp_settings(smtp: dict[str, Any], base_dir: Path, doc: Located) -> SmtpSe
             "smtp.security",
         )
     return settings
+
+
+def _check_xoauth2(settings: SmtpSettings, doc: Located) -> None:
+    def fail(message: str, *path: str) -> InvalidJobError:
+        return invalid(doc.where(("smtp", *path)), message, ".".join(("smtp", *path)))
+
+    oauth2 = settings.oauth2
+    if settings.auth != "xoauth2":
+        raise fail("oauth2 is only used with auth: xoauth2", "oauth2")
+    if oauth2 is None:
+        raise fail("auth: xoauth2 needs smtp.oauth2 (where the token comes from)", "auth")
+    if not settings.username_env:
+        raise fail("auth: xoauth2 needs username_env (the account's address)", "auth")
+    if settings.password_env:
+        raise fail(
+            "auth: xoauth2 uses a token, not a password: leave password_env out", "password_env"
+        )
+    refresh = (oauth2.refresh_token_env, oauth2.client_id_env, oauth2.token_url)
+    if oauth2.access_token_env and not any((*refresh, oauth2.client_secret_env)):
+        return
+    if oauth2.access_token_env or not all(refresh):
+        raise fail(
+            "give either access_token_env, or refresh_token_env, client_id_env, "
+            "token_url (and client_secret_env)",
+            "oauth2",
+        )
+    _check_token_url(str(oauth2.token_url), doc)
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _check_token_url(url: str, doc: Located) -> None:
+    # RFC 6749 3.2: the token endpoint MUST use TLS; plain http is allowed only to this machine,
+    # where a test or a local token broker listens.
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return
+    if parsed.scheme == "http" and parsed.hostname in _LOOPBACK_HOSTS:
+        return
+    raise invalid(
+        doc.where(("smtp", "oauth2", "token_url")),
+        f"{url!r}: the token endpoint must be https (http only for 127.0.0.1, ::1, localhost)",
+        "smtp.oauth2.token_url",
+    )

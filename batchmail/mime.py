@@ -30,13 +30,14 @@ _GENERIC_TYPES = frozenset({"text/plain", "application/octet-stream", "applicati
 _TEXTUAL_GUESSES = ("text/", "application/json", "application/xml")
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # RFC 2045 token: no quoting needed
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e\t]*$")
+_URI = re.compile(r"^[!-;=?-~]{1,900}$")  # printable ASCII but space, `<` and `>`
 
 
 class HeaderValueError(ValueError):
     """A value bound for a header contains a line break or NUL."""
 
-    def __init__(self, field: str, value: str):
-        super().__init__(f"{value!r} contains a line break, refused in a header")
+    def __init__(self, field: str, value: str, problem: str = "contains a line break"):
+        super().__init__(f"{value!r} {problem}, refused in a header")
         self.field = field
 
 
@@ -59,6 +60,9 @@ class Content:
     text: str | None
     html: str | None
     attachments: Sequence[Part] = ()
+    inline: Sequence[Part] = ()  # images the HTML shows by cid: (multipart/related)
+    list_unsubscribe: Sequence[str] = ()  # URIs, RFC 2369
+    one_click: bool = False  # RFC 8058 List-Unsubscribe-Post
 
 
 def detect_type(data: bytes, filename: str) -> str:
@@ -87,6 +91,20 @@ def attachment_part(filename: str, data: bytes, content_type: str) -> Part:
     head = (
         f"Content-Type: {content_type};\r\n\t{name_param}\r\n"
         f"Content-Disposition: attachment;\r\n\t{_parameter('filename', filename)}\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    body = base64.encodebytes(data).replace(b"\n", CRLF)
+    return Part(filename, content_type, len(data), head.encode("ascii") + body)
+
+
+def inline_part(filename: str, data: bytes, content_type: str, content_id: str) -> Part:
+    """An image shown by the HTML part as `cid:CONTENT_ID` (RFC 2392)."""
+    if has_line_break(filename):
+        raise HeaderValueError("image filename", filename)
+    head = (
+        f"Content-Type: {content_type}\r\n"
+        f"Content-Disposition: inline;\r\n\t{_parameter('filename', filename)}\r\n"
+        f"Content-ID: <{content_id}>\r\n"
         "Content-Transfer-Encoding: base64\r\n\r\n"
     )
     body = base64.encodebytes(data).replace(b"\n", CRLF)
@@ -122,14 +140,43 @@ class MessageBuilder:
                 unstructured_header("Subject", content.subject),
                 unstructured_header("Date", date),
                 unstructured_header("Message-ID", message_id),
+                *_list_headers(content),
                 b"MIME-Version: 1.0\r\n",
             ]
         )
         return head + _body(content)
 
 
+def _list_headers(content: Content) -> list[bytes]:
+    if not content.list_unsubscribe:
+        return []
+    lines = [list_unsubscribe_header(content.list_unsubscribe)]
+    if content.one_click:
+        # RFC 8058 3.1: exactly this value, which the receiver POSTs to the https URI.
+        lines.append(unstructured_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return lines
+
+
+def list_unsubscribe_header(uris: Sequence[str]) -> bytes:
+    """RFC 2369 3.2: `<uri>, <uri>`, folded between entries; each URI plain ASCII, unbroken."""
+    for uri in uris:
+        if has_line_break(uri):
+            raise HeaderValueError("list-unsubscribe", uri)
+        if not _URI.match(uri):
+            raise HeaderValueError(
+                "list-unsubscribe", uri, "is not a URI of printable ASCII without spaces, <, >"
+            )
+    return ("List-Unsubscribe: " + ",\r\n ".join(f"<{uri}>" for uri in uris) + "\r\n").encode(
+        "ascii"
+    )
+
+
 def _body(content: Content) -> bytes:
-    parts = [p for p in (_text_part("plain", content.text), _text_part("html", content.html)) if p]
+    html = _text_part("html", content.html)
+    if html is not None and content.inline:
+        # RFC 2387: the root (the HTML) comes first; `type` names it.
+        html = _multipart("related", [html, *(p.encoded for p in content.inline)], "text/html")
+    parts = [p for p in (_text_part("plain", content.text), html) if p]
     body = parts[0] if len(parts) == 1 else _multipart("alternative", parts)
     if content.attachments:
         body = _multipart("mixed", [body, *(a.encoded for a in content.attachments)])
@@ -154,7 +201,7 @@ def _text_part(subtype: str, text: str | None) -> bytes | None:
     return head + body.replace(b"\n", CRLF)
 
 
-def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
+def _multipart(subtype: str, parts: Sequence[bytes], root_type: str = "") -> bytes:
     # Derived from the content, so a preview and the sent message match byte for byte; the "=_"
     # prefix cannot occur in base64 or quoted-printable text.
     digest = hashlib.blake2b(b"".join(parts), digest_size=12).hexdigest()
@@ -164,7 +211,9 @@ def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
         subtype.encode("ascii"),
         b'; boundary="',
         boundary,
-        b'"\r\n\r\n',
+        b'"',
+        f'; type="{root_type}"'.encode("ascii") if root_type else b"",
+        b"\r\n\r\n",
     ]
     # RFC 2046 5.1.1: the CRLF before a delimiter belongs to the delimiter, so each part keeps
     # its own final line break.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class Rendered:
     text: str | None
     html: str | None
     attachment_paths: Mapping[int, str]  # index of a templated attachment spec -> rendered path
+    unsubscribe: Mapping[str, str] = field(default_factory=dict)  # "url" / "mailto" -> rendered
 
 
 class _JobLoader(jinja2.BaseLoader):
@@ -55,6 +56,7 @@ class Renderer:
             if spec.templated:
                 path_names[index] = self._inline(f"attachments[{index}].path", spec.where)
                 inline[path_names[index]] = spec.pattern
+        unsubscribe_names = self._unsubscribe_templates(inline)
         html_name = job.html.name if job.html else None
         self.env = SandboxedEnvironment(
             loader=_JobLoader(job.base_dir, inline),
@@ -66,8 +68,25 @@ class Renderer:
         )
         self.subject = self._load(subject_name, None)
         self.paths = {index: self._load(name, None) for index, name in path_names.items()}
-        self.text = self._load(job.text.name, job.text) if job.text else None
+        self.unsubscribe = {key: self._load(name, None) for key, name in unsubscribe_names.items()}
+        body = job.text or job.markdown  # a Markdown body renders as the text, then to HTML
+        self.text = self._load(body.name, body) if body else None
         self.html = self._load(job.html.name, job.html) if job.html else None
+
+    def _unsubscribe_templates(self, inline: dict[str, str]) -> dict[str, str]:
+        """Adds unsubscribe.url / .mailto to `inline`; returns their template names."""
+        settings = self.job.unsubscribe
+        if settings is None:
+            return {}
+        names: dict[str, str] = {}
+        for key, value, where in (
+            ("url", settings.url, settings.url_where),
+            ("mailto", settings.mailto, settings.mailto_where),
+        ):
+            if value is not None:
+                names[key] = self._inline(f"unsubscribe.{key}", where)
+                inline[names[key]] = value
+        return names
 
     def _inline(self, field: str, where: str) -> str:
         name = f"{_INLINE}{field}"
@@ -101,6 +120,9 @@ class Renderer:
             html=self._render(self.html, context, recipient) if self.html else None,
             attachment_paths={
                 i: self._render(t, context, recipient) for i, t in self.paths.items()
+            },
+            unsubscribe={
+                k: self._render(t, context, recipient) for k, t in self.unsubscribe.items()
             },
         )
 
