@@ -48,11 +48,17 @@ def check_address(address: str) -> str:
     return f"{local}@{checked.ascii_domain}"
 
 
-def mailbox(address: str, name: str | None = None) -> Mailbox:
-    """A mailbox from an address and an optional display name, both checked."""
+def mailbox(address: str, name: str | None = None, *, checked: bool = False) -> Mailbox:
+    """A mailbox from an address and an optional display name.
+
+    `checked`: the address passed `check_address` before (the validation pass), so an ASCII one
+    is taken as it is; only an IDN domain still needs converting.
+    """
     display = name or ""
     if has_line_break(display):
         raise AddressError(f"display name {display!r} contains a line break")
+    if checked and address.isascii():
+        return Mailbox(address, display, address)
     return Mailbox(address, display, check_address(address))
 
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
+from .addresses import AddressError, check_address
 from .attachments import Attachments
+from .dkim_sign import Signer
 from .errors import InvalidJobError, Problem, invalid
+from .inline_images import InlineImages
 from .job import Job, display_path
 from .journal import Staged, new_run_id
-from .mime import Content, HeaderValueError, MessageBuilder, date_header
-from .recipients import Recipient, Warn, read_recipients
-from .render import Renderer
+from .markdown_body import to_html
+from .mime import Content, HeaderValueError, MessageBuilder, Part, date_header
+from .recipients import Recipient, RecipientSource, Warn
+from .render import Rendered, Renderer
 
 MAX_LISTED_PROBLEMS = 20
 # Date and Message-ID change per send; the rest of a message is fixed by the job's inputs. The
@@ -31,10 +36,6 @@ class Message:
         return [part.filename for part in self.content.attachments]
 
 
-def _silent(_: str) -> None:
-    return None
-
-
 @dataclass
 class Validation:
     count: int = 0
@@ -48,19 +49,79 @@ class Composer:
     def __init__(self, job: Job, warn: Warn):
         self.job = job
         self.warn = warn
+        self.source = RecipientSource(job)
         self.renderer = Renderer(job)
         self.attachments = Attachments(job)
         self.builder = MessageBuilder(job.sender, job.reply_to)
+        self.signer = Signer(job.dkim) if job.dkim else None
+        self.images = (
+            InlineImages(job, job.markdown) if job.markdown and job.inline_images else None
+        )
 
-    def recipients(self, problems: list[Problem], *, quiet: bool = False) -> Iterator[Recipient]:
-        """The job's recipients; `quiet` for a second pass, whose warnings were already given."""
-        return read_recipients(self.job, problems, _silent if quiet else self.warn)
+    def recipients(
+        self, problems: list[Problem], *, second_pass: bool = False
+    ) -> Iterator[Recipient]:
+        """The job's recipients. A second pass skips what the validation pass did: the address
+        checks and the warnings."""
+        if second_pass:
+            return self.source.second_pass()
+        return self.source.first_pass(problems, self.warn)
 
     def compose(self, recipient: Recipient) -> Message:
         rendered = self.renderer.render(recipient)
         parts = self.attachments.for_recipient(rendered.attachment_paths, recipient.describe())
-        content = Content(recipient.mailbox, rendered.subject, rendered.text, rendered.html, parts)
+        html = rendered.html
+        inline: tuple[Part, ...] = ()
+        if self.job.markdown is not None and rendered.text is not None:
+            html, inline = self._markdown_html(rendered.text, recipient)
+        content = Content(
+            recipient.mailbox,
+            rendered.subject,
+            rendered.text,
+            html,
+            parts,
+            inline,
+            self._unsubscribe(rendered, recipient),
+            bool(self.job.unsubscribe and self.job.unsubscribe.one_click),
+        )
         return Message(recipient, content)
+
+    def _markdown_html(self, source: str, recipient: Recipient) -> tuple[str, tuple[Part, ...]]:
+        images = self.images
+        if images is None:
+            return to_html(source), ()
+        found: dict[str, Part] = {}
+        html = to_html(source, lambda src: images.embed(src, found, recipient.describe()))
+        return html, tuple(found.values())
+
+    def _unsubscribe(self, rendered: Rendered, recipient: Recipient) -> list[str]:
+        """The List-Unsubscribe URIs (RFC 2369): the https URL first, then the mailto."""
+        settings = self.job.unsubscribe
+        if settings is None:
+            return []
+        uris = []
+        url = rendered.unsubscribe.get("url")
+        if url is not None:
+            # RFC 8058 3.1 and common receivers accept only https for one-click.
+            if not url.lower().startswith("https://") or not url.isascii() or " " in url:
+                raise invalid(
+                    settings.url_where,
+                    f"{url!r} is not an https URL of ASCII characters (percent-encode values "
+                    f"with the urlencode filter) ({recipient.describe()})",
+                    "unsubscribe.url",
+                )
+            uris.append(url)
+        address = rendered.unsubscribe.get("mailto")
+        if address is not None:
+            try:
+                checked = check_address(address)
+            except AddressError as exc:
+                raise invalid(
+                    settings.mailto_where, f"{exc} ({recipient.describe()})", "unsubscribe.mailto"
+                ) from None
+            # RFC 6068 2: the address is percent-encoded (UTF-8) where it is not plain ASCII.
+            uris.append("mailto:" + quote(checked, safe="@!$'*+-._~="))
+        return uris
 
     def message_id(self, run_id: str, seq: int) -> str:
         """Deterministic per run and recipient: a message re-sent after a crash keeps its ID."""
@@ -68,20 +129,36 @@ class Composer:
         return f"<{run_id}.{seq}@{domain}>"
 
     def build(self, message: Message, *, message_id: str, date: str) -> bytes:
+        """The final bytes of a message: DKIM-signed when the job signs, within the size limit."""
+        data = self._unsigned(message, message_id, date)
+        if self.signer is not None:
+            data = self.signer.signature(data) + data
+        self._check_size(message, len(data))
+        return data
+
+    def check(self, message: Message, *, message_id: str, date: str) -> tuple[bytes, int]:
+        """`build` without the signature (which changes with the time) and the final size."""
+        data = self._unsigned(message, message_id, date)
+        size = len(data) + (self.signer.signature_size(data) if self.signer else 0)
+        self._check_size(message, size)
+        return data, size
+
+    def _unsigned(self, message: Message, message_id: str, date: str) -> bytes:
         try:
-            data = self.builder.build(message.content, message_id=message_id, date=date)
+            return self.builder.build(message.content, message_id=message_id, date=date)
         except HeaderValueError as exc:
             raise invalid(
                 message.recipient.origin, f"{exc} ({message.recipient.describe()})", exc.field
             ) from None
-        if len(data) > self.job.max_message_bytes:
+
+    def _check_size(self, message: Message, size: int) -> None:
+        if size > self.job.max_message_bytes:
             raise invalid(
                 message.recipient.origin,
-                f"the message is {len(data):,} bytes, over "
+                f"the message is {size:,} bytes, over "
                 f"limits.max_message_bytes ({self.job.max_message_bytes:,}) "
                 f"({message.recipient.describe()})",
             )
-        return data
 
 
 def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) -> Validation:
@@ -96,15 +173,15 @@ def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) 
         try:
             message = composer.compose(recipient)
             message_id = composer.message_id(_PLACEHOLDER_RUN, recipient.seq)
-            data = composer.build(message, message_id=message_id, date=_PLACEHOLDER_DATE)
+            data, size = composer.check(message, message_id=message_id, date=_PLACEHOLDER_DATE)
         except InvalidJobError as exc:
             result.problems.extend(exc.problems)
             continue
         result.count += 1
-        digest.update(f"{recipient.seq}\0{recipient.email}\0{len(data)}\0".encode())
+        digest.update(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
         digest.update(data)
         if stage is not None:
-            stage(Staged(recipient.seq, recipient.email, len(data), message.attachment_names))
+            stage(Staged(recipient.seq, recipient.email, size, message.attachment_names))
     result.digest = digest.hexdigest()
     _check_count(composer.job, result)
     return result

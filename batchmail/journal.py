@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,14 +109,23 @@ def new_run_id(now: float) -> str:
 class Journal:
     """One job's journal. Thread-safe: the sending threads share it."""
 
-    def __init__(self, path: Path | str, job: str, clock: Any = time.time):
+    def __init__(
+        self,
+        path: Path | str,
+        job: str,
+        clock: Any = time.time,
+        write_lock: AbstractContextManager[Any] | None = None,
+    ):
+        """`write_lock`: shared by processes writing one journal, so that they queue for it
+        instead of meeting SQLite's busy handler, which sleeps a millisecond or more."""
+        self.path = Path(path)
         self.job = job
         self.clock = clock
-        self._lock = threading.Lock()
+        self._lock = write_lock or threading.Lock()
         try:
             self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open the journal {path}: {exc}") from None
@@ -209,14 +218,18 @@ class Journal:
 
     # --- the send loop ---
 
-    def to_send(self, run: Run, after: int, limit: int, skip_unknown: bool) -> list[int]:
-        """Sequence numbers after `after` that still need sending, in order, at most `limit`."""
+    def to_send(
+        self, run: Run, after: int, limit: int, skip_unknown: bool, shard: tuple[int, int] = (0, 1)
+    ) -> list[int]:
+        """Sequence numbers after `after` that still need sending, in order, at most `limit`;
+        of shard (index, count), those with `seq % count == index`."""
         states = ("pending", "failed", "deferred") + (() if skip_unknown else ("unknown",))
         marks = ",".join("?" * len(states))
+        index, count = shard
         rows = self.db.execute(
             f"SELECT seq FROM deliveries WHERE run_id = ? AND seq > ? "  # noqa: S608
-            f"AND state IN ({marks}) ORDER BY seq LIMIT ?",
-            (run.run_id, after, *states, limit),
+            f"AND state IN ({marks}) AND seq % ? = ? ORDER BY seq LIMIT ?",
+            (run.run_id, after, *states, count, index, limit),
         )
         return [r[0] for r in rows]
 

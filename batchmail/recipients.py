@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,30 +43,70 @@ class _Row:
     path: str = ""  # where the row sits in the job file (`recipients[2].`), for inline ones
 
 
-def read_recipients(job: Job, problems: list[Problem], warn: Warn) -> Iterator[Recipient]:
-    """Yield every valid, first-seen recipient; invalid rows go to `problems`, repeats to `warn`."""
-    seen: dict[str, str] = {}
-    repeats: dict[str, list[str]] = {}
-    seq = 0
-    for row in _rows(job):
-        found = _to_recipient(row, seq + 1, problems)
-        if found is None:
-            continue
-        key = found.email.casefold()
-        if key in seen:
-            repeats.setdefault(key, [seen[key]]).append(row.origin)
-            continue
-        seen[key] = row.origin
-        seq += 1
-        yield found
-    for key, origins in repeats.items():
-        warn(
-            f"{origins[0]}: {key} appears {len(origins)} times ({', '.join(origins)}): "
-            "it gets one message"
-        )
+class RecipientSource:
+    """A job's recipients, read as a stream: a first pass checks every row and finds the
+    repeated addresses; a second pass yields the same recipients again, cheaply."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self._repeated_rows: set[int] | None = None  # raw row numbers of repeated addresses
+
+    def first_pass(self, problems: list[Problem], warn: Warn) -> Iterator[Recipient]:
+        """Every valid, first-seen recipient; invalid rows go to `problems`, repeats to `warn`."""
+        seen = _SeenAddresses()
+        repeated: set[int] = set()
+        repeats: dict[str, list[str]] = {}
+        seq = 0
+        for number, row in enumerate(_rows(self.job)):
+            found = _to_recipient(row, seq + 1, problems, checked=False)
+            if found is None:
+                continue
+            key = found.email.casefold()
+            first = seen.first_origin(key, row.origin)
+            if first is not None:
+                repeats.setdefault(key, [first]).append(row.origin)
+                repeated.add(number)
+                continue
+            seq += 1
+            yield found
+        self._repeated_rows = repeated
+        for key, origins in repeats.items():
+            listed = ", ".join(origins)
+            warn(
+                f"{origins[0]}: {key} appears {len(origins)} times ({listed}): it gets one message"
+            )
+
+    def second_pass(self) -> Iterator[Recipient]:
+        """The first pass's recipients again, without its checks and warnings."""
+        if self._repeated_rows is None:
+            raise RuntimeError("the second pass over recipients needs a first pass")
+        seq = 0
+        for number, row in enumerate(_rows(self.job)):
+            if number in self._repeated_rows:
+                continue
+            found = _to_recipient(row, seq + 1, [], checked=True)
+            if found is not None:
+                seq += 1
+                yield found
 
 
-def _to_recipient(row: _Row, seq: int, problems: list[Problem]) -> Recipient | None:
+class _SeenAddresses:
+    """The addresses met so far, in a private temporary database on disk: a million of them in
+    a Python set would take far more memory than the rest of a run."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")  # "": a temporary file, deleted when closed
+        self.db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, origin TEXT) WITHOUT ROWID")
+
+    def first_origin(self, key: str, origin: str) -> str | None:
+        """None for a new address; else where it was first seen."""
+        if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, origin)).rowcount:
+            return None
+        found: str = self.db.execute("SELECT origin FROM seen WHERE key = ?", (key,)).fetchone()[0]
+        return found
+
+
+def _to_recipient(row: _Row, seq: int, problems: list[Problem], checked: bool) -> Recipient | None:
     address, name = row.fields.get("email"), row.fields.get("name")
     if not isinstance(address, str):
         problems.append(Problem(row.origin, f"{address!r} is not an address", f"{row.path}email"))
@@ -76,7 +117,7 @@ def _to_recipient(row: _Row, seq: int, problems: list[Problem]) -> Recipient | N
         problems.append(Problem(row.origin, message, f"{row.path}name"))
         return None
     try:
-        box = mailbox(address, name)
+        box = mailbox(address, name, checked=checked)
     except AddressError as exc:
         problems.append(Problem(row.origin, str(exc), f"{row.path}email"))
         return None

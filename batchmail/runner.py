@@ -31,9 +31,14 @@ _CHUNK = 1000
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One transaction's end, for progress displays and logs."""
+
     recipient: Recipient
     outcome: Outcome
     attempt: int
+    message_id: str
+    started: float  # clock time the transaction began
+    seconds: float  # how long it took
 
 
 @dataclass
@@ -76,6 +81,8 @@ class Runner:
     stop: threading.Event
     on_event: Callable[[Event], None] = lambda event: None
     skip_unknown: bool = False
+    shard: tuple[int, int] = (0, 1)  # (index, count): this runner sends seq % count == index
+    connections: int = 0  # SMTP sessions of this runner; 0: the job's rate.connections
     rng: random.Random = field(default_factory=random.Random)
     halt: Halt | None = None
     sent_now: int = 0
@@ -110,7 +117,7 @@ class Runner:
         """The recipients of the run that still need a message, streamed in order."""
         wanted = self._seqs_to_send(run)
         next_seq = next(wanted, None)
-        for recipient in self.composer.recipients([], quiet=True):
+        for recipient in self.composer.recipients([], second_pass=True):
             if next_seq is None:
                 return
             if recipient.seq == next_seq:
@@ -119,12 +126,12 @@ class Runner:
 
     def _seqs_to_send(self, run: Run) -> Iterator[int]:
         after = 0
-        while seqs := self.journal.to_send(run, after, _CHUNK, self.skip_unknown):
+        while seqs := self.journal.to_send(run, after, _CHUNK, self.skip_unknown, self.shard):
             yield from seqs
             after = seqs[-1]
 
     def _send_round(self, run: Run, recipients: Iterator[Recipient], attempt: int) -> None:
-        count = max(1, self.job.rate.connections)
+        count = self.connections or max(1, self.job.rate.connections)
         work: queue.Queue[Recipient | None] = queue.Queue(maxsize=count * 4)
         workers = [
             threading.Thread(target=self._worker, args=(run, work, attempt), daemon=True)
@@ -184,34 +191,37 @@ class Runner:
             return
         if self._stopping():
             return
-        envelope = self._envelope(run, recipient, message)
+        message_id = self.composer.message_id(run.run_id, recipient.seq)
+        envelope = self._envelope(recipient, message, message_id)
         self.journal.begin(run, recipient.seq)
+        started = self.clock()
         try:
             outcome = transport.send(envelope)
         except ConnectFailure as exc:
             outcome = Outcome("deferred", None, str(exc))
             self._halt(Halt("connection", str(exc), exc))
         self.journal.finish(run, recipient.seq, outcome.state, outcome.code, outcome.response)
-        self._record(recipient, outcome, attempt)
+        seconds = self.clock() - started
+        self._record(Event(recipient, outcome, attempt, message_id, started, seconds))
 
-    def _envelope(self, run: Run, recipient: Recipient, message: Message) -> Envelope:
-        data = self.composer.build(
-            message,
-            message_id=self.composer.message_id(run.run_id, recipient.seq),
-            date=date_header(self.clock()),
-        )
-        box = recipient.mailbox
+    def _envelope(self, recipient: Recipient, message: Message, message_id: str) -> Envelope:
+        data = self.composer.build(message, message_id=message_id, date=date_header(self.clock()))
+        box, sender = recipient.mailbox, self.job.sender
         rcpt = box.ascii_address if box.ascii_address.isascii() else box.address
-        return Envelope(recipient.seq, self.job.sender.ascii_address, rcpt, data, box.smtputf8)
+        mail_from = sender.ascii_address if sender.ascii_address.isascii() else sender.address
+        # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
+        smtputf8 = box.smtputf8 or sender.smtputf8
+        return Envelope(recipient.seq, mail_from, rcpt, data, smtputf8)
 
-    def _record(self, recipient: Recipient, outcome: Outcome, attempt: int) -> None:
+    def _record(self, event: Event) -> None:
+        outcome = event.outcome
         with self._lock:
             if outcome.state in ("sent", "previewed"):
                 self.sent_now += 1
             elif outcome.state == "deferred" and len(self._retry) < MAX_HELD_FOR_RETRY:
-                self._retry.append(recipient)
+                self._retry.append(event.recipient)
             self._count_sender_refusal(outcome)
-        self.on_event(Event(recipient, outcome, attempt))
+        self.on_event(event)
 
     def _count_sender_refusal(self, outcome: Outcome) -> None:
         if not (outcome.sender_refused and outcome.state == "failed"):

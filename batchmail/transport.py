@@ -6,10 +6,10 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import ConnectFailure, StateError, invalid
 from .job import SmtpSettings
@@ -51,6 +51,10 @@ class Credentials:
 
     def __repr__(self) -> str:  # never show the password, even in a debugger or a traceback
         return f"Credentials(username={self.username!r}, password=***)"
+
+    def authenticate(self, conn: smtplib.SMTP) -> None:
+        """AUTH on an open session; `oauth2.XOAuth2Credentials` overrides it with XOAUTH2."""
+        conn.login(self.username, self.password)
 
 
 def credentials_from_env(settings: SmtpSettings, environ: Mapping[str, str]) -> Credentials | None:
@@ -144,7 +148,7 @@ class SmtpTransport:
                     raise ConnectFailure(
                         f"{self.peer}: the server offers no AUTH, and the job gives credentials"
                     )
-                conn.login(self.credentials.username, self.credentials.password)
+                self.credentials.authenticate(conn)
         except BaseException:
             conn.close()
             raise
@@ -186,38 +190,65 @@ class SmtpTransport:
                 f"the server does not offer SMTPUTF8, needed for "
                 f"the non-ASCII address {envelope.recipient}",
             )
-        options = ["SMTPUTF8"] if envelope.smtputf8 else []
         try:
-            code, reply = conn.mail(envelope.sender, options)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self.close()
-            if self.sent_on_conn:
-                raise _StaleConnection(_describe(exc)) from None
-            return Outcome("deferred", None, f"connection lost at MAIL: {_describe(exc)}")
-        if code != 250:
-            refused = self._refused(code, reply)
-            return Outcome(refused.state, refused.code, refused.response, sender_refused=True)
-        try:
-            return self._rcpt_and_data(conn, envelope)
+            replies = self._envelope_replies(conn, envelope)
+            return self._after_envelope(conn, envelope, replies)
         except _AfterDot as exc:
             self.close()
             return Outcome("unknown", None, f"no reply after the message was sent: {exc}")
-        except (smtplib.SMTPException, OSError) as exc:
+        except _Dropped as exc:
             self.close()
-            return Outcome("deferred", None, f"connection lost: {_describe(exc)}")
+            if exc.first_reply and self.sent_on_conn:
+                raise _StaleConnection(exc.reason) from None
+            return Outcome("deferred", None, f"connection lost: {exc.reason}")
 
-    def _rcpt_and_data(self, conn: smtplib.SMTP, envelope: Envelope) -> Outcome:
-        code, reply = conn.rcpt(envelope.recipient)
-        if code not in (250, 251):
-            return self._refused(code, reply)
-        conn.putcmd("data")
-        code, reply = conn.getreply()
-        if code != 354:
-            return self._refused(code, reply)
+    def _envelope_replies(self, conn: smtplib.SMTP, envelope: Envelope) -> tuple[Reply, ...]:
+        """Replies to MAIL, RCPT and DATA: in one round trip where the server allows
+        PIPELINING (RFC 2920), else one command at a time, stopping at the first refusal."""
+        encoding = "utf-8" if envelope.smtputf8 else "ascii"
+        option = " SMTPUTF8" if envelope.smtputf8 else ""
+        commands = [
+            f"MAIL FROM:<{envelope.sender}>{option}",
+            f"RCPT TO:<{envelope.recipient}>",
+            "DATA",
+        ]
+        lines = [f"{command}\r\n".encode(encoding) for command in commands]
+        if conn.has_extn("pipelining"):
+            _io(conn.send, b"".join(lines), first_reply=True)
+            return tuple(_io(conn.getreply, first_reply=i == 0) for i in range(3))
+        replies: list[Reply] = []
+        for line, wanted in zip(lines, ((250,), (250, 251), (354,)), strict=True):
+            _io(conn.send, line, first_reply=not replies)
+            replies.append(_io(conn.getreply, first_reply=not replies))
+            if replies[-1][0] not in wanted:
+                break
+        return tuple(replies)
+
+    def _after_envelope(
+        self, conn: smtplib.SMTP, envelope: Envelope, replies: tuple[Reply, ...]
+    ) -> Outcome:
+        """Judge the envelope replies; send the content when all three accept."""
+        mail, *others = replies
+        rcpt, data = (*others, None, None)[:2]
+        rcpt_ok = rcpt is not None and rcpt[0] in (250, 251)
+        if data is not None and data[0] == 354 and not (mail[0] == 250 and rcpt_ok):
+            # RFC 2920 3.1: DATA was accepted although the envelope was not: end it empty.
+            _io(conn.send, b".\r\n")
+            _io(conn.getreply)
+        if mail[0] != 250:
+            refused = self._refused(*mail)
+            return Outcome(refused.state, refused.code, refused.response, sender_refused=True)
+        if rcpt is None or not rcpt_ok:
+            return self._refused(*(rcpt or mail))
+        if data is None or data[0] != 354:
+            return self._refused(*(data or rcpt))
+        return self._content(conn, envelope)
+
+    def _content(self, conn: smtplib.SMTP, envelope: Envelope) -> Outcome:
         payload = _DOT_LINE.sub(b"..", envelope.data)  # RFC 5321 4.5.2 transparency
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
-        conn.send(payload + b".\r\n")
+        _io(conn.send, payload + b".\r\n")
         try:
             code, reply = conn.getreply()
         except (smtplib.SMTPException, OSError) as exc:
@@ -251,8 +282,26 @@ class SmtpTransport:
             conn.close()
 
 
+Reply = tuple[int, bytes]
+
+
 class _StaleConnection(Exception):
     pass
+
+
+class _Dropped(Exception):
+    def __init__(self, reason: str, *, first_reply: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.first_reply = first_reply  # nothing of this transaction was answered yet
+
+
+def _io(call: Callable[..., Any], *args: bytes, first_reply: bool = False) -> Any:
+    """A socket step of a transaction; a broken connection becomes _Dropped."""
+    try:
+        return call(*args)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _Dropped(_describe(exc), first_reply=first_reply) from None
 
 
 class _AfterDot(Exception):

@@ -63,7 +63,9 @@ def test_crlf_in_a_name_is_refused_and_nothing_is_sent(
 
     assert result.code == 2
     assert server.connections == 0
-    assert re.search(r"job\.yaml:\d+: recipients\[2\]\.name: .*line break.*bob@example\.org", result.err)
+    assert re.search(
+        r"job\.yaml:\d+: recipients\[2\]\.name: .*line break.*bob@example\.org", result.err
+    )
 
 
 def test_encoded_word_in_subject_adds_no_header(
@@ -445,3 +447,16 @@ def test_the_report_goes_to_a_device_without_replacing_it(
     assert result.code == 0
     assert fifo.is_fifo()
     assert b'"sent": 3' in b"".join(chunks)
+
+
+def test_a_non_ascii_sender_travels_with_smtputf8(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = smtp_server()
+    job = make_job(tmp_path, server.port, **{"from": "Jörg <jörg@example.com>"})
+    result = run_cli(capsys, "run", job)
+
+    assert result.code == 0, result.err
+    assert {m.mail_from for m in server.messages} == {"jörg@example.com"}
+    assert all("SMTPUTF8" in m.mail_options for m in server.messages)
+    assert parse(server.messages[0].data)["From"] == "Jörg <jörg@example.com>"

@@ -460,3 +460,66 @@ def test_a_second_sigint_leaves_at_once_with_a_usable_journal(
     code, _, err = finish(spawn(job))
     assert code == 0, err
     assert_everyone_once_but(server, 4, in_flight=1)
+
+
+# --- several sending processes (a job without pacing and with rate.connections > 1) ---------
+
+
+def test_parallel_processes_deliver_everyone_once(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = smtp_server(script=Script(rcpt_replies={"user7@example.com": ["550 5.1.1 No"]}))
+    job = make_job(tmp_path, server.port, recipients=recipients(40), rate={"connections": 2})
+    report = tmp_path / "report.json"
+    result = run_cli(capsys, "run", job, "--report", report)
+
+    assert result.code == 1
+    assert server.connections == 2
+    assert sorted(delivered(server)) == sorted(
+        f"user{i}@example.com" for i in range(1, 41) if i != 7
+    )
+    assert set(delivered(server).values()) == {1}
+    assert statuses(report)["user7@example.com"] == "failed"
+    assert report_of(report)["summary"]["sent"] == 39
+
+
+def test_parallel_processes_stop_on_sigint_and_resume(
+    tmp_path: Path, smtp_server: SmtpServerFactory
+) -> None:
+    script = Script(stall_after_data=0.5, stall_rcpts={"user9@example.com", "user10@example.com"})
+    server = smtp_server(script=script)
+    job = make_job(tmp_path, server.port, recipients=recipients(30), rate={"connections": 2})
+    report = tmp_path / "report.json"
+    process = spawn(job, "--report", str(report))
+    server.wait_for(9, timeout=20)
+    process.send_signal(signal.SIGINT)
+    code, _, err = finish(process)
+
+    assert code == 130, err
+    assert report_of(report)["status"] == "interrupted"
+    assert len(server.messages) < 30
+    script.stall_after_data = None
+    code, _, err = finish(spawn(job))
+    assert code == 0, err
+    assert_everyone_once_but(server, 30, in_flight=0)
+
+
+def test_parallel_processes_die_with_a_killed_parent(
+    tmp_path: Path, smtp_server: SmtpServerFactory
+) -> None:
+    script = Script(stall_after_data=30, stall_rcpts={"user5@example.com", "user6@example.com"})
+    server = smtp_server(script=script)
+    job = make_job(tmp_path, server.port, recipients=recipients(20), rate={"connections": 2})
+    process = spawn(job)
+    server.wait_for(6, timeout=20)
+    process.kill()
+    process.wait()
+    time.sleep(0.5)
+    count = len(server.messages)
+    time.sleep(0.5)
+    assert len(server.messages) == count  # the sending processes are gone too
+
+    script.stall_after_data = None
+    code, _, err = finish(spawn(job))
+    assert code == 0, err
+    assert_everyone_once_but(server, 20, in_flight=2)
