@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .compose import Composer, Validation, validate
 from .errors import (
@@ -19,14 +21,19 @@ from .errors import (
     EXIT_TEMPFAIL,
     ConnectFailure,
     InvalidJobError,
+    invalid,
 )
-from .job import Job, load_job
-from .journal import Journal, Run, job_lock, journal_path
+from .job import Job, display_path, load_job
+from .journal import Journal, Run, job_lock, journal_path, report_status
+from .oauth2 import credentials_for
+from .outputs import UNDELIVERED, append_step_summary, write_failed_csv, write_junit
+from .parallel import send_in_processes
+from .preview import write_index
 from .ratelimit import QUOTA_SPAN, RateLimiter
 from .recipients import Warn
 from .report import ReportHead, full_summary, recipient_entry, write_report
 from .runner import Event, Halt, Runner, choose_run
-from .transport import PreviewTransport, SmtpTransport, Transport, credentials_from_env
+from .transport import PreviewTransport, SmtpTransport, Transport, preview_name
 
 
 def _ignore(_: object) -> None:
@@ -43,8 +50,15 @@ class RunOptions:
     skip_unknown: bool = False
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     stop: threading.Event = field(default_factory=threading.Event)  # set it to interrupt
-    on_event: Callable[[Event], None] = _ignore
+    on_event: Callable[[Event], None] = _ignore  # from sending threads and processes
+    on_start: Callable[[int, Job, str], None] = lambda to_send, job, run_id: None
     warn: Warn = _ignore
+    expect_count: int | None = None  # refuse the job unless it has exactly this many recipients
+    junit: Path | None = None
+    failed_csv: Path | None = None
+    step_summary: Path | None = None  # GitHub Actions' $GITHUB_STEP_SUMMARY
+    processes: int | None = None  # sending processes; None: one per core when nothing paces
+    expected_digest: str | None = None  # refuse unless the inputs are exactly these
 
 
 @dataclass(frozen=True)
@@ -59,10 +73,23 @@ class RunResult:
     out: Path | None  # the dry run's previews
 
 
-def validate_job(path: Path, warn: Warn = _ignore) -> tuple[Job, Validation]:
+def validate_job(
+    path: Path, warn: Warn = _ignore, expect_count: int | None = None
+) -> tuple[Job, Validation]:
     """Load, render and build every message; raise InvalidJobError listing every problem."""
     job = load_job(path)
-    return job, validate(Composer(job, warn))
+    validation = validate(Composer(job, warn))
+    check_count(job, validation, expect_count)
+    return job, validation
+
+
+def check_count(job: Job, validation: Validation, expected: int | None) -> None:
+    """The unattended-run guard: the job has exactly the number of recipients expected."""
+    if expected is not None and validation.count != expected:
+        raise invalid(
+            display_path(job.path),
+            f"{validation.count} recipients, but --expect-count says {expected}: nothing was sent",
+        )
 
 
 def run_job(path: Path, options: RunOptions) -> RunResult:
@@ -78,9 +105,9 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             report = options.report or out / "report.json"
             transports: Callable[[], Transport] = lambda: PreviewTransport(out)  # noqa: E731
         else:
-            credentials = credentials_from_env(job.smtp, options.environ)
+            credentials = credentials_for(job.smtp, options.environ)
             state_dir = default_state_dir(job, options)
-            report = options.report or state_dir / f"{job.name}.report.json"
+            report = options.report or default_report_path(job, options)
             transports = lambda: SmtpTransport(job.smtp, credentials)  # noqa: E731
         stack.enter_context(job_lock(state_dir, job.name))
         journal = Journal(journal_path(state_dir), job.name)
@@ -88,6 +115,8 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         try:
             with journal.staging() as stage:
                 validation = validate(composer, stage)
+            check_count(job, validation, options.expect_count)
+            check_digest(job, validation, options.expected_digest)
         except InvalidJobError as exc:
             head = ReportHead(
                 job.name, options.dry_run, started, time.time(), "invalid", errors=exc.lines()
@@ -98,6 +127,19 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         invocation = _Invocation(options, job, composer, journal, run, report, started, out)
         return invocation.send(transports)
     raise AssertionError("unreachable")
+
+
+def check_digest(job: Job, validation: Validation, expected: str | None) -> None:
+    """For a caller that showed someone a preview: send only what was previewed."""
+    if expected is not None and validation.digest != expected:
+        raise invalid(
+            display_path(job.path),
+            "the job's inputs changed since they were previewed: nothing was sent",
+        )
+
+
+def default_report_path(job: Job, options: RunOptions) -> Path:
+    return default_state_dir(job, options) / f"{job.name}.report.json"
 
 
 def default_state_dir(job: Job, options: RunOptions) -> Path:
@@ -120,33 +162,31 @@ class _Invocation:
 
     def send(self, transports: Callable[[], Transport]) -> RunResult:
         job, journal, run, stop = self.job, self.journal, self.run, self.options.stop
-        limiter = RateLimiter(
-            job.rate.windows(),
-            clock=time.time,
-            sleep=stop.wait,
-            batch_size=job.rate.batch_size,
-            batch_pause=job.rate.batch_pause,
-            history=_quota_history(journal, job),
-        )
-        runner = Runner(
-            job,
-            self.composer,
-            journal,
-            transports,
-            limiter,
-            time.time,
-            stop,
-            on_event=self.options.on_event,
-            skip_unknown=self.options.skip_unknown,
-        )
-        halt = runner.run(run)
+        to_send = run.total - journal.summary(run).get("skipped", 0)
+        self.options.on_start(to_send, job, run.run_id)
+        processes = self.options.processes or sending_processes(job)
+        if processes > 1:
+            sessions = -(-job.rate.connections // processes)
+            write_lock = multiprocessing.get_context("fork").Lock()
+            halt, sent_now = send_in_processes(
+                lambda shard: self._runner(transports, shard, sessions, write_lock=write_lock),
+                run,
+                processes,
+                stop,
+            )
+        else:
+            runner = self._runner(transports)
+            halt, sent_now = runner.run(run), runner.sent_now
         if halt is not None and halt.reason in ("quota", "connection"):
             journal.defer_pending(run, halt.message)
-        connect_failed = halt is not None and halt.reason == "connection" and not runner.sent_now
+        connect_failed = halt is not None and halt.reason == "connection" and not sent_now
         summary = full_summary(journal.summary(run))
         status = _status(halt, summary, connect_failed)
         journal.end_invocation(run, status)
         self._write_report(status, summary, halt)
+        self._write_ci_outputs(status, summary)
+        if self.out is not None:
+            write_index(self.out, job.name, self._previews())
         if halt is not None and halt.reason == "error" and halt.error is not None:
             raise halt.error
         if connect_failed and halt is not None:
@@ -161,6 +201,62 @@ class _Invocation:
             halt.message if halt else None,
             self.out,
         )
+
+    def _runner(
+        self,
+        transports: Callable[[], Transport],
+        shard: tuple[int, int] = (0, 1),
+        connections: int = 0,
+        *,
+        write_lock: AbstractContextManager[Any] | None = None,
+    ) -> Runner:
+        job, stop = self.job, self.options.stop
+        journal = self.journal
+        if write_lock is not None:  # in a forked process: an SQLite handle must not cross a fork
+            journal = Journal(self.journal.path, job.name, write_lock=write_lock)
+        limiter = RateLimiter(
+            job.rate.windows(),
+            clock=time.time,
+            sleep=stop.wait,
+            batch_size=job.rate.batch_size,
+            batch_pause=job.rate.batch_pause,
+            history=_quota_history(journal, job),
+        )
+        return Runner(
+            job,
+            self.composer,
+            journal,
+            transports,
+            limiter,
+            time.time,
+            stop,
+            on_event=self.options.on_event,
+            skip_unknown=self.options.skip_unknown,
+            shard=shard,
+            connections=connections,
+        )
+
+    def _previews(self) -> Iterator[Path]:
+        """The dry run's .eml files in order, named from the journal, not by listing a folder
+        that may hold a million of them."""
+        assert self.out is not None
+        for delivery in self.journal.deliveries(self.run):
+            if delivery.state == "previewed":
+                yield self.out / preview_name(delivery.seq, delivery.email)
+
+    def _write_ci_outputs(self, status: str, summary: dict[str, int]) -> None:
+        options, job, journal, run = self.options, self.job, self.journal, self.run
+        if options.junit:
+            write_junit(options.junit, job.name, summary, journal.deliveries(run))
+        if options.failed_csv:
+            recipients = self.composer.recipients([], second_pass=True)
+            write_failed_csv(
+                options.failed_csv, zip(recipients, journal.deliveries(run), strict=True)
+            )
+        if options.step_summary:
+            undelivered = (d for d in journal.deliveries(run) if report_status(d) in UNDELIVERED)
+            head = ReportHead(job.name, options.dry_run, self.started, time.time(), status)
+            append_step_summary(options.step_summary, head, summary, undelivered, self.report)
 
     def _write_report(self, status: str, summary: dict[str, int], halt: Halt | None) -> None:
         head = ReportHead(
@@ -177,6 +273,14 @@ class _Invocation:
             for d in self.journal.deliveries(self.run)
         )
         write_report(self.report, head, summary, entries)
+
+
+def sending_processes(job: Job) -> int:
+    """One process per core, up to one per connection, when nothing paces the job: a rate limit
+    must hold across all sessions, which one process's threads share exactly."""
+    if job.rate.windows() or job.rate.batch_size:
+        return 1
+    return max(1, min(job.rate.connections, os.cpu_count() or 1))
 
 
 def _quota_history(journal: Journal, job: Job) -> list[float]:

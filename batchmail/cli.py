@@ -14,10 +14,11 @@ from types import FrameType
 
 from . import __version__
 from .api import RunOptions, run_job, validate_job
-from .errors import EXIT_INTERRUPTED, EXIT_OK, BatchmailError
+from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, BatchmailError
+from .events import EventPipe
 from .job import display_path, schema_text
+from .progress import Display
 from .report import summary_line
-from .runner import Event
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,31 @@ def build_parser() -> argparse.ArgumentParser:
         "beside the job file)",
     )
     run.add_argument(
+        "--expect-count",
+        type=int,
+        metavar="N",
+        help="refuse the job (exit 2, nothing sent) unless it has N recipients",
+    )
+    run.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write JUnit XML: one testcase per recipient",
+    )
+    run.add_argument(
+        "--failed-csv",
+        type=Path,
+        metavar="FILE",
+        help="also write the recipients not delivered, with a reason column",
+    )
+    run.add_argument("--log", type=Path, metavar="FILE", help="append one JSON line per event")
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress display; failures and the summary only",
+    )
+    run.add_argument(
         "--on-unknown",
         choices=("resend", "skip"),
         default="resend",
@@ -62,7 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="validate and render everything; send nothing")
     check.add_argument("job", type=Path, metavar="JOB")
+    check.add_argument(
+        "--expect-count",
+        type=int,
+        metavar="N",
+        help="also fail unless the job has exactly N recipients",
+    )
     check.set_defaults(func=cmd_validate)
+
+    mcp = commands.add_parser("mcp", help="serve batchmail to LLM agents over MCP (stdio)")
+    mcp.set_defaults(func=cmd_mcp)
 
     schema = commands.add_parser("schema", help="print the job JSON schema")
     schema.set_defaults(func=lambda args: print(schema_text(), end="") or EXIT_OK)
@@ -89,36 +124,47 @@ def warn(message: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    job, result = validate_job(args.job, warn)
+    job, result = validate_job(args.job, warn, args.expect_count)
     print(f"{display_path(job.path)}: valid: {result.count} messages")
     return EXIT_OK
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from .mcp_server import serve  # noqa: PLC0415 - the mcp extra is optional
+    except ImportError:
+        print("batchmail mcp needs the mcp extra: pip install 'batchmail[mcp]'", file=sys.stderr)
+        return EXIT_INVALID
+    return serve()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    options = RunOptions(
-        dry_run=args.dry_run,
-        out=args.out,
-        report=args.report,
-        new_run=args.new_run,
-        state_dir=args.state_dir,
-        skip_unknown=args.on_unknown == "skip",
-        on_event=_print_problem,
-        warn=warn,
-    )
-    with _signals_set(options.stop):
-        result = run_job(args.job, options)
+    live = sys.stdout.isatty() and sys.stderr.isatty()
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    with Display(live=live, quiet=args.quiet, batch=None, log=args.log) as display:
+        with EventPipe(display.handle) as events:
+            options = RunOptions(
+                dry_run=args.dry_run,
+                out=args.out,
+                report=args.report,
+                new_run=args.new_run,
+                state_dir=args.state_dir,
+                skip_unknown=args.on_unknown == "skip",
+                on_event=events.emit,
+                on_start=display.start,
+                warn=warn,
+                expect_count=args.expect_count,
+                junit=args.junit,
+                failed_csv=args.failed_csv,
+                step_summary=Path(summary_file) if summary_file else None,
+            )
+            with _signals_set(options.stop):
+                result = run_job(args.job, options)
+        display.finish(result.summary, result.status)
     if result.message:
         print(f"stopped: {result.message}", file=sys.stderr)
     print(summary_line(result.job, result.summary, Path(display_path(result.report))))
     return result.exit_code
-
-
-def _print_problem(event: Event) -> None:
-    outcome = event.outcome
-    if outcome.state in ("sent", "previewed"):
-        return
-    code = f"{outcome.code} " if outcome.code else ""
-    print(f"{event.recipient.email}: {outcome.state}: {code}{outcome.response}", file=sys.stderr)
 
 
 @contextmanager

@@ -1,0 +1,130 @@
+"""Outputs for CI beside the JSON report: JUnit XML, a CSV of who was not reached, a Markdown
+step summary. Each is streamed from the journal, like the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+from xml.sax.saxutils import quoteattr
+
+from .errors import StateError
+from .journal import Delivery, report_status
+from .recipients import Recipient
+from .report import ReportHead
+
+UNDELIVERED = frozenset({"failed", "deferred", "unknown", "pending"})
+_LISTED_IN_SUMMARY = 50
+
+
+def write_junit(
+    path: Path, job: str, summary: Mapping[str, int], deliveries: Iterable[Delivery]
+) -> None:
+    """One testcase per recipient: `failure` for a permanent refusal, `error` for a message not
+    delivered yet (deferred, unknown), `skipped` for one never tried or delivered earlier."""
+    failures = summary.get("failed", 0)
+    errors = summary.get("deferred", 0) + summary.get("unknown", 0)
+    skipped = summary.get("pending", 0) + summary.get("skipped", 0)
+    with _open(path, "junit") as out:
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
+        out.write(
+            f"<testsuites><testsuite name={quoteattr('batchmail ' + job)} "
+            f'tests="{summary.get("total", 0)}" failures="{failures}" errors="{errors}" '
+            f'skipped="{skipped}">\n'
+        )
+        for delivery in deliveries:
+            out.write(_testcase(job, delivery))
+        out.write("</testsuite></testsuites>\n")
+
+
+def _testcase(job: str, delivery: Delivery) -> str:
+    status = report_status(delivery)
+    head = f"  <testcase classname={quoteattr(job)} name={quoteattr(delivery.email)}"
+    reply = _reply(delivery)
+    if status == "failed":
+        kind = str(delivery.code or "failed")
+        inner = f"<failure type={quoteattr(kind)} message={quoteattr(reply)}/>"
+    elif status in ("deferred", "unknown"):
+        inner = f"<error type={quoteattr(status)} message={quoteattr(reply)}/>"
+    elif status in ("pending", "skipped"):
+        reason = "delivered by an earlier run" if status == "skipped" else "not tried"
+        inner = f"<skipped message={quoteattr(reason)}/>"
+    else:
+        return head + "/>\n"
+    return f"{head}>{inner}</testcase>\n"
+
+
+def write_failed_csv(path: Path, rows: Iterable[tuple[Recipient, Delivery]]) -> int:
+    """The recipients not delivered, with all their fields and a `reason` column: usable as the
+    next job's recipients_file. Returns how many were written."""
+    undelivered = [(r, d) for r, d in rows if report_status(d) in UNDELIVERED]
+    columns = _columns(r.fields for r, _ in undelivered)
+    reason = "reason" if "reason" not in columns else "batchmail_reason"
+    with _open(path, "failed CSV", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([*columns, reason])
+        for recipient, delivery in undelivered:
+            values = [_cell(recipient.fields.get(c)) for c in columns]
+            writer.writerow([*values, f"{delivery.state}: {_reply(delivery)}"])
+    return len(undelivered)
+
+
+def _columns(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    columns = {"email": None}
+    for record in records:
+        columns.update(dict.fromkeys(record))
+    return list(columns)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def append_step_summary(
+    path: Path,
+    head: ReportHead,
+    summary: Mapping[str, int],
+    undelivered: Iterator[Delivery],
+    report: Path,
+) -> None:
+    """A Markdown summary for GitHub Actions (`$GITHUB_STEP_SUMMARY`): counts, who was not
+    reached, and where the report is."""
+    lines = [
+        f"### batchmail: {head.job} ({head.status})",
+        "",
+        "| status | recipients |",
+        "|---|---:|",
+    ]
+    lines += [f"| {key} | {value} |" for key, value in summary.items() if value or key == "total"]
+    shown = [d for _, d in zip(range(_LISTED_IN_SUMMARY), undelivered, strict=False)]
+    if shown:
+        lines += ["", "| recipient | status | reply |", "|---|---|---|"]
+        lines += [f"| {_md(d.email)} | {d.state} | {_md(_reply(d))} |" for d in shown]
+    lines += ["", f"Report: `{report}`", ""]
+    with _open(path, "step summary", mode="a") as out:
+        out.write("\n".join(lines))
+
+
+def _reply(delivery: Delivery) -> str:
+    """The server's reply as one line: `550 5.1.1 No such user`."""
+    return " ".join(str(part) for part in (delivery.code, delivery.response) if part)
+
+
+def _md(text: str) -> str:
+    return text.strip().replace("|", "\\|").replace("\n", " ")
+
+
+@contextmanager
+def _open(
+    path: Path, what: str, *, mode: str = "w", newline: str | None = None
+) -> Iterator[IO[str]]:
+    try:
+        with path.open(mode, encoding="utf-8", newline=newline) as out:
+            yield out
+    except OSError as exc:
+        raise StateError(f"cannot write the {what} {path}: {exc.strerror}") from None

@@ -1,0 +1,410 @@
+"""The browsable dry-run preview: `index.html` beside the `.eml` files, one card per message.
+
+The page is built for messages nobody has reviewed yet, so it trusts none of them:
+
+- everything taken from a message is HTML-escaped, and an HTML body is shown only inside an
+  `<iframe srcdoc>` with an empty `sandbox` attribute (no scripts, no forms, an opaque origin);
+- the page itself carries no JavaScript and a Content-Security-Policy that allows none, nor any
+  request beyond `data:` images; a srcdoc document inherits that policy, so an HTML body cannot
+  load remote images, fonts or styles either (no tracking pixel fires while previewing);
+- it works from `file://`, with no server and no network: all CSS is inline.
+
+It is written as a stream: the cards go to a temporary file one message at a time, then the
+summary (which needs the totals) and the cards are joined into the pages, each replacing any
+earlier one atomically. Only the first `limit` messages (1,000) get a card; the rest are only
+counted, and a note says how many. The cards are split into pages of `page_size` (100):
+`index.html`, `index-2.html`, ... linked to each other, because every HTML body is a frame, a
+whole document to the browser, and a thousand of them make a page slow to open and heavy.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from html import escape
+from pathlib import Path
+from typing import IO
+from urllib.parse import quote, unquote
+
+from .errors import StateError
+from .mime import detect_type
+
+MAX_MESSAGES = 1000  # messages previewed; the others are only counted
+PAGE_SIZE = 100  # messages per page: each HTML body is a frame, a whole document to the browser
+MAX_INLINE_IMAGE = 100_000  # bytes: a larger `cid:` image is listed but not shown
+INDEX_NAME = "index.html"
+
+# `frame-src 'none'` still lets srcdoc frames render (they load nothing), and stops a link
+# clicked inside a body from navigating its frame anywhere. The srcdoc documents inherit it.
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+_PARSER = BytesParser(policy=policy.default)
+_PAGE_NAME = re.compile(r"index-([0-9]+)\.html")
+_CHUNK = 1 << 20
+_CID_URL = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)
+
+_STYLE = """
+:root { color-scheme: light; --ink: #1f2933; --muted: #66788a; --line: #dde3ea;
+  --accent: #2f6fde; --bg: #f3f5f8; --card: #fff; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+  font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Liberation Sans", sans-serif; }
+a { color: var(--accent); }
+.summary { background: #17324d; color: #fff; padding: 22px 32px; }
+.summary h1 { margin: 0 0 4px; font-size: 22px; font-weight: 600; overflow-wrap: anywhere; }
+.summary .kind { font-weight: 400; opacity: .75; font-size: 15px; margin-left: 8px; }
+.stats { display: flex; flex-wrap: wrap; gap: 10px 28px; margin: 14px 0 0; padding: 0; }
+.stats div { display: flex; flex-direction: column; }
+.stats dt { font-size: 12px; text-transform: uppercase; letter-spacing: .06em; opacity: .7; }
+.stats dd { margin: 0; font-size: 20px; font-weight: 600; }
+.stats a { color: #bcd4ff; }
+.note { margin: 16px 32px 0; padding: 10px 14px; border-radius: 8px;
+  background: #fff7e0; border: 1px solid #f0d58a; }
+.pages { margin: 16px 32px 0; display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
+.pages a { padding: 2px 10px; border: 1px solid var(--line); border-radius: 6px;
+  background: var(--card); text-decoration: none; }
+.pages a[aria-current] { background: var(--accent); border-color: var(--accent); color: #fff; }
+main { padding: 16px 32px 40px; display: grid; gap: 18px; }
+.msg { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
+  box-shadow: 0 1px 3px rgba(20, 40, 60, .08); overflow: hidden; }
+.msg > header { padding: 14px 18px 12px; border-bottom: 1px solid var(--line); }
+.msg h2 { margin: 0 0 8px; font-size: 17px; font-weight: 600; overflow-wrap: anywhere; }
+.seq { display: inline-block; min-width: 3em; margin-right: 8px; padding: 1px 8px;
+  border-radius: 999px; background: #e8eefb; color: var(--accent); font-size: 13px;
+  text-align: center; }
+.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 0; }
+.meta dt { color: var(--muted); }
+.meta dd { margin: 0; overflow-wrap: anywhere; }
+.atts { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: 6px; }
+.atts li { border: 1px solid var(--line); border-radius: 6px; padding: 1px 8px;
+  background: #fafbfc; }
+.atts .type, .atts .size { color: var(--muted); font-size: 13px; margin-left: 6px; }
+.atts .warn { color: #a33; font-size: 13px; margin-left: 6px; }
+.bodies { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); }
+.bodies section { min-width: 0; border-right: 1px solid var(--line); }
+.bodies section:last-child { border-right: 0; }
+.bodies h3 { margin: 0; padding: 6px 18px; font-size: 12px; font-weight: 600;
+  text-transform: uppercase; letter-spacing: .06em; color: var(--muted); background: #f8f9fb;
+  border-bottom: 1px solid var(--line); }
+iframe { display: block; width: 100%; height: 320px; border: 0; background: #fff;
+  resize: vertical; overflow: auto; }
+pre { margin: 0; padding: 12px 18px; max-height: 320px; overflow: auto; white-space: pre-wrap;
+  overflow-wrap: anywhere; font: 13px/1.5 ui-monospace, "DejaVu Sans Mono", monospace; }
+.none { padding: 12px 18px; color: var(--muted); font-style: italic; }
+footer { padding: 0 32px 32px; color: var(--muted); font-size: 13px; }
+"""
+
+
+@dataclass
+class Totals:
+    """What the summary says: every message counted, only the first `limit` shown; and where
+    each page's cards start and end in the file of cards."""
+
+    count: int = 0
+    shown: int = 0
+    size: int = 0
+    bounds: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def pages(self) -> int:
+        return max(1, len(self.bounds) - 1)
+
+    def cards_of(self, page: int) -> tuple[int, int]:
+        """Byte offsets of page `page` (from 1) in the file of cards."""
+        if len(self.bounds) < 2:
+            return 0, 0
+        return self.bounds[page - 1], self.bounds[page]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # as the message declares it
+    detected: str  # what the content is (python-magic)
+    size: int
+    inline: bool = False  # an image the HTML body shows by `cid:`
+
+
+@dataclass
+class Contents:
+    """What a message holds besides its headers."""
+
+    text: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)  # Content-ID -> data: URL
+
+
+def write_index(
+    out_dir: Path,
+    job_name: str,
+    messages: Iterable[Path],
+    *,
+    limit: int = MAX_MESSAGES,
+    page_size: int = PAGE_SIZE,
+) -> Path:
+    """Write `out_dir/index.html` (and `index-2.html`, ... when the shown messages fill more
+    than one page) for the `.eml` files `messages`, in order; return the first page's path."""
+    if limit < 0 or page_size < 1:
+        raise ValueError(f"limit {limit}, page_size {page_size}: need limit >= 0, page_size >= 1")
+    target = out_dir / page_name(1)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir) as cards:
+            totals = _write_cards(cards, messages, limit, page_size)
+            for page in range(1, totals.pages + 1):
+                with _replacing(out_dir / page_name(page)) as out:
+                    _write_page(out, job_name, totals, page, cards)
+            _remove_stale_pages(out_dir, totals.pages)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise StateError(
+            f"cannot write the preview {target}: {where}{exc.strerror or exc}"
+        ) from None
+    return target
+
+
+def page_name(page: int) -> str:
+    return INDEX_NAME if page == 1 else f"index-{page}.html"
+
+
+def _write_cards(out: IO[bytes], messages: Iterable[Path], limit: int, page_size: int) -> Totals:
+    totals = Totals()
+    for path in messages:
+        size = path.stat().st_size
+        totals.count += 1
+        totals.size += size
+        if totals.shown < limit:
+            totals.shown += 1
+            out.write(card(totals.count, path, size).encode())
+            if totals.shown % page_size == 0:
+                totals.bounds.append(out.tell())
+    if totals.shown % page_size:
+        totals.bounds.append(out.tell())
+    return totals
+
+
+@contextmanager
+def _replacing(target: Path) -> Iterator[IO[bytes]]:
+    """Write through a temporary file in the same folder, then rename it over `target`."""
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.chmod(temp, 0o644)
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _remove_stale_pages(out_dir: Path, pages: int) -> None:
+    """Pages an earlier, longer preview left behind: nothing links to them any more."""
+    for path in out_dir.glob("index-*.html"):
+        match = _PAGE_NAME.fullmatch(path.name)
+        if match and int(match.group(1)) > pages:
+            path.unlink()
+
+
+def _write_page(out: IO[bytes], job_name: str, totals: Totals, page: int, cards: IO[bytes]) -> None:
+    out.write(page_head(job_name, totals, page).encode())
+    start, end = totals.cards_of(page)
+    cards.seek(start)
+    while start < end:
+        chunk = cards.read(min(_CHUNK, end - start))
+        out.write(chunk)
+        start += len(chunk)
+    out.write(page_foot(totals, page).encode())
+
+
+def page_head(job_name: str, totals: Totals, page: int) -> str:
+    name = escape(job_name)
+    where = f" (page {page} of {totals.pages})" if totals.pages > 1 else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{name}: batchmail preview{where}</title>\n<style>{_STYLE}</style>\n</head>\n"
+        f'<body>\n<header class="summary">\n<h1>{name}<span class="kind">dry-run preview</span>'
+        f"</h1>\n{_stats(totals)}</header>\n{_cap_note(totals)}{_nav(totals, page)}<main>\n"
+    )
+
+
+def _stats(totals: Totals) -> str:
+    items = [
+        ("Messages", f"{totals.count:,}"),
+        ("Total size", _size(totals.size)),
+        ("Previewed", f"{totals.shown:,}"),
+        ("Report", '<a href="report.json">report.json</a>'),
+    ]
+    cells = "".join(f"<div><dt>{label}</dt><dd>{value}</dd></div>" for label, value in items)
+    return f'<dl class="stats">{cells}</dl>\n'
+
+
+def _nav(totals: Totals, page: int) -> str:
+    """Links to every page (at most limit / page_size of them); none for a single page."""
+    if totals.pages == 1:
+        return ""
+    links = [
+        f'<a aria-current="page" href="{page_name(n)}">{n}</a>'
+        if n == page
+        else f'<a href="{page_name(n)}">{n}</a>'
+        for n in range(1, totals.pages + 1)
+    ]
+    if page > 1:
+        links.insert(0, f'<a rel="prev" href="{page_name(page - 1)}">&lsaquo; previous</a>')
+    if page < totals.pages:
+        links.append(f'<a rel="next" href="{page_name(page + 1)}">next &rsaquo;</a>')
+    return f'<nav class="pages">Page {page} of {totals.pages}: {" ".join(links)}</nav>\n'
+
+
+def _cap_note(totals: Totals) -> str:
+    more = totals.count - totals.shown
+    if more <= 0:
+        return ""
+    files = "file is" if more == 1 else "files are"
+    return (
+        f'<p class="note">Showing the first {totals.shown:,} of {totals.count:,} messages. '
+        f"{more:,} more .eml {files} in this folder, not shown here.</p>\n"
+    )
+
+
+def page_foot(totals: Totals, page: int) -> str:
+    return (
+        f"</main>\n{_nav(totals, page)}{_cap_note(totals)}<footer>Written by batchmail --dry-run. "
+        "HTML bodies are shown sandboxed: no scripts run and nothing is fetched.</footer>\n"
+        "</body>\n</html>\n"
+    )
+
+
+def card(seq: int, path: Path, size: int) -> str:
+    """One message as an `<article>`: headers, attachments, then its HTML and text bodies."""
+    message = read_message(path)
+    contents = contents_of(message)
+    meta = [
+        ("To", escape(str(message.get("To", "")))),
+        ("Size", _size(size)),
+        ("File", f'<a href="{escape(quote(path.name))}">{escape(path.name)}</a>'),
+    ]
+    if contents.attachments:
+        meta.append(("Attachments", _attachment_list(contents.attachments)))
+    rows = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in meta)
+    subject = escape(str(message.get("Subject", "")))
+    return (
+        f'<article class="msg" id="m{seq}">\n<header><h2><span class="seq">#{seq:,}</span>'
+        f'{subject}</h2><dl class="meta">{rows}</dl></header>\n<div class="bodies">'
+        f"{_html_section(seq, contents.html)}{_text_section(contents.text)}</div>\n</article>\n"
+    )
+
+
+def read_message(path: Path) -> EmailMessage:
+    with path.open("rb") as data:
+        return _PARSER.parse(data)
+
+
+def contents_of(message: EmailMessage) -> Contents:
+    """One walk over the parts: the first inline text/plain and text/html are the bodies,
+    every other leaf part is listed as an attachment."""
+    contents = Contents()
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        kind = part.get_content_type()
+        inline = part.get_content_disposition() != "attachment"
+        if inline and kind == "text/plain" and contents.text is None:
+            contents.text = decoded_text(part)
+        elif inline and kind == "text/html" and contents.html is None:
+            contents.html = decoded_text(part)
+        else:
+            contents.attachments.append(attachment_of(part, kind, contents.images))
+    if contents.html is not None and contents.images:
+        contents.html = with_images(contents.html, contents.images)
+    return contents
+
+
+def decoded_text(part: EmailMessage) -> str:
+    """A text part's content; an unknown or wrong charset is decoded leniently."""
+    try:
+        content = part.get_content()
+    except (LookupError, UnicodeError):
+        content = None
+    if isinstance(content, str):
+        return content
+    payload = part.get_payload(decode=True)
+    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+
+
+def attachment_of(part: EmailMessage, content_type: str, images: dict[str, str]) -> Attachment:
+    """An attached file; an inline image with a Content-ID also goes into `images`."""
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    filename = part.get_filename() or "(no name)"
+    content_id = str(part.get("Content-ID", "")).strip().removeprefix("<").removesuffix(">")
+    inline = bool(content_id) and part.get_content_disposition() != "attachment"
+    if inline and content_type.startswith("image/") and len(data) <= MAX_INLINE_IMAGE:
+        images[content_id] = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+    detected = detect_type(data, filename)
+    return Attachment(filename, content_type, detected, len(data), inline)
+
+
+def with_images(html: str, images: dict[str, str]) -> str:
+    """Point the body's `cid:` URLs (RFC 2392: percent-encoded) at `data:` URLs of the parts,
+    which the page's policy allows, so the preview shows the images as a mail client would."""
+
+    def replace(match: re.Match[str]) -> str:
+        return images.get(unquote(match.group(1)), match.group(0))
+
+    return _CID_URL.sub(replace, html)
+
+
+def _attachment_list(attachments: list[Attachment]) -> str:
+    items = []
+    for att in attachments:
+        warn, kind = "", escape(att.content_type) + (" · inline" if att.inline else "")
+        if att.detected != att.content_type:
+            warn = f'<span class="warn">content looks like {escape(att.detected)}</span>'
+        items.append(
+            f'<li><span class="name">{escape(att.filename)}</span>'
+            f'<span class="type">{kind}</span>'
+            f'<span class="size">{_size(att.size)}</span>{warn}</li>'
+        )
+    return f'<ul class="atts">{"".join(items)}</ul>'
+
+
+def _html_section(seq: int, body: str | None) -> str:
+    if body is None:
+        return '<section><h3>HTML</h3><p class="none">No HTML body.</p></section>'
+    return (
+        f'<section><h3>HTML</h3><iframe sandbox="" loading="lazy" referrerpolicy="no-referrer" '
+        f'title="HTML body of message {seq}" srcdoc="{escape(body, quote=True)}"></iframe>'
+        "</section>"
+    )
+
+
+def _text_section(body: str | None) -> str:
+    if body is None:
+        return '<section><h3>Text</h3><p class="none">No text body.</p></section>'
+    return f"<section><h3>Text</h3><pre>{escape(body)}</pre></section>"
+
+
+def _size(size: int) -> str:
+    """A byte count for people (SI units), with the exact count in a tooltip."""
+    value, unit = float(size), "B"
+    for bigger in ("kB", "MB", "GB", "TB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    shown = f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+    return f'<span title="{size:,} bytes">{shown}</span>'
