@@ -15,10 +15,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -284,3 +285,15 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     for line in (header, ["-" * w for w in widths], *rows):
         print("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def run_main(run: Callable[[Any], int], args: Any, what: str) -> int:
+    """Run a bench with signal handling; its errors become one line and exit status 1."""
+    install_signal_handlers()
+    try:
+        return run(args)
+    except BenchError as err:
+        return fail(str(err))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; smtp-sink and running {what} were stopped", file=sys.stderr)
+        return 130

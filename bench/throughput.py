@@ -260,15 +260,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    bl.install_signal_handlers()
-    try:
-        return run(args)
-    except bl.BenchError as err:
-        return bl.fail(str(err))
-    except KeyboardInterrupt:
-        print("\ninterrupted; smtp-sink and running contenders were stopped", file=sys.stderr)
-        return 130
+    return bl.run_main(run, parse_args(sys.argv[1:] if argv is None else argv), "contenders")
 
 
 if __name__ == "__main__":

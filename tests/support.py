@@ -100,3 +100,27 @@ def parse(data: bytes) -> EmailMessage:
 def report_of(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """1-based line number of the `occurrence`-th line of `text` that contains `needle`."""
+    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    assert len(hits) >= occurrence, f"{needle!r} not in the text"
+    return hits[occurrence - 1]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    """Run the CLI in-process; a traceback is never an acceptable answer."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def dry_run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`batchmail run job.yaml --dry-run --out out` in the working directory."""
+    return cli(capsys, "run", "job.yaml", "--dry-run", "--out", "out")
+
+
+def eml_count(root: Path) -> int:
+    return len(list((root / "out").glob("*.eml"))) if (root / "out").exists() else 0

@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from support import cli, line_of
 
-from batchmail.cli import main
 from batchmail.errors import InvalidJobError
 from batchmail.job import Job, load_job
 
@@ -55,19 +55,6 @@ def write_job(
     job.parent.mkdir(parents=True, exist_ok=True)
     job.write_text(text, encoding="utf-8")
     return job
-
-
-def line_of(text: str, needle: str, occurrence: int = 1) -> int:
-    """1-based line number of the `occurrence`-th line of `text` that contains `needle`."""
-    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
-    assert len(hits) >= occurrence, f"{needle!r} not in the job text"
-    return hits[occurrence - 1]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_lines(err: str) -> list[str]:

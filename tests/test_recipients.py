@@ -14,8 +14,7 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-
-from batchmail.cli import main
+from support import cli, dry_run, eml_count, line_of
 
 # The text body shows every variable the tests care about, one per line; `default` keeps
 # rows without a name or team renderable (an undefined variable is an error otherwise).
@@ -70,23 +69,6 @@ def write_job(
     return job, text
 
 
-def line_of(text: str, needle: str, occurrence: int = 1) -> int:
-    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
-    assert len(hits) >= occurrence, f"{needle!r} not in the text"
-    return hits[occurrence - 1]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
-
-
-def dry_run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    return cli(capsys, "run", "job.yaml", "--dry-run", "--out", "out")
-
-
 def messages(root: Path) -> list[EmailMessage]:
     """The dry run's messages, in recipient order (the files are numbered).
 
@@ -99,10 +81,6 @@ def messages(root: Path) -> list[EmailMessage]:
         assert isinstance(message, EmailMessage)
         found.append(message)
     return found
-
-
-def eml_count(root: Path) -> int:
-    return len(list((root / "out").glob("*.eml"))) if (root / "out").exists() else 0
 
 
 def text_of(message: EmailMessage) -> str:

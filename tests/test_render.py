@@ -13,8 +13,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-
-from batchmail.cli import main
+from support import cli, dry_run, eml_count, line_of
 
 TEXT = "Hello {{ name }},\nteam: {{ team }}\n"
 HTML = "<p>Hello {{ name }},</p>\n<p>team: {{ team }}</p>\n"
@@ -68,27 +67,6 @@ def write_job(
     text = job_text() if text is None else text
     (root / "job.yaml").write_text(text, encoding="utf-8")
     return text
-
-
-def line_of(text: str, needle: str, occurrence: int = 1) -> int:
-    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
-    assert len(hits) >= occurrence, f"{needle!r} not in the text"
-    return hits[occurrence - 1]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
-
-
-def dry_run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    return cli(capsys, "run", "job.yaml", "--dry-run", "--out", "out")
-
-
-def eml_count(root: Path) -> int:
-    return len(list((root / "out").glob("*.eml"))) if (root / "out").exists() else 0
 
 
 def messages(root: Path) -> list[EmailMessage]:
