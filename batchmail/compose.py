@@ -5,21 +5,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from .addresses import AddressError, check_address
 from .attachments import Attachments
-from .dkim_sign import Signer
 from .errors import InvalidJobError, Problem, invalid
 from .inline_images import InlineImages
 from .job import Job, display_path
 from .journal import Staged, new_run_id
-from .markdown_body import to_html
 from .mime import Content, HeaderValueError, MessageBuilder, Part, date_header
 from .recipients import Recipient, RecipientSource, Warn
 from .render import Rendered, Renderer
 
+if TYPE_CHECKING:
+    from .dkim_sign import Signer
+
 MAX_LISTED_PROBLEMS = 20
+# Messages the validation pass built are kept, up to this many bytes, so that sending them
+# does not render and build them again; beyond it they are rebuilt (memory stays flat).
+KEPT_BYTES = 16 * 1024 * 1024
 # Date and Message-ID change per send; the rest of a message is fixed by the job's inputs. The
 # validation pass builds with stand-ins of the same length, so its size check holds when sending.
 _PLACEHOLDER_RUN = "0" * len(new_run_id(0.0))
@@ -53,10 +58,12 @@ class Composer:
         self.renderer = Renderer(job)
         self.attachments = Attachments(job)
         self.builder = MessageBuilder(job.sender, job.reply_to)
-        self.signer = Signer(job.dkim) if job.dkim else None
+        self.signer = _signer(job)
         self.images = (
             InlineImages(job, job.markdown) if job.markdown and job.inline_images else None
         )
+        self._kept: dict[int, bytes] = {}  # seq -> built with the stand-in Date and Message-ID
+        self._room = KEPT_BYTES
 
     def recipients(
         self, problems: list[Problem], *, second_pass: bool = False
@@ -87,6 +94,8 @@ class Composer:
         return Message(recipient, content)
 
     def _markdown_html(self, source: str, recipient: Recipient) -> tuple[str, tuple[Part, ...]]:
+        from .markdown_body import to_html  # noqa: PLC0415 - see _signer
+
         images = self.images
         if images is None:
             return to_html(source), ()
@@ -128,6 +137,19 @@ class Composer:
         domain = self.job.sender.ascii_address.rpartition("@")[2]
         return f"<{run_id}.{seq}@{domain}>"
 
+    def message_bytes(self, recipient: Recipient, *, message_id: str, date: str) -> bytes:
+        """The final message for a recipient: from what the validation pass kept, or anew."""
+        kept = self._kept.pop(recipient.seq, None)
+        if kept is None:
+            return self.build(self.compose(recipient), message_id=message_id, date=date)
+        data = _with_ids(kept, recipient.seq, self.message_id, message_id, date)
+        return self.signer.signature(data) + data if self.signer is not None else data
+
+    def keep(self, seq: int, data: bytes) -> None:
+        if len(data) <= self._room:
+            self._kept[seq] = data
+            self._room -= len(data)
+
     def build(self, message: Message, *, message_id: str, date: str) -> bytes:
         """The final bytes of a message: DKIM-signed when the job signs, within the size limit."""
         data = self._unsigned(message, message_id, date)
@@ -161,6 +183,33 @@ class Composer:
             )
 
 
+def _with_ids(
+    data: bytes, seq: int, make_id: Callable[[str, int], str], message_id: str, date: str
+) -> bytes:
+    """Put the real Date and Message-ID in place of the validation pass's stand-ins."""
+    # Each stand-in is a whole header line: a CRLF before it, never a space (a folded line).
+    stand_ins = (
+        (b"\r\nDate: " + _PLACEHOLDER_DATE.encode(), b"\r\nDate: " + date.encode()),
+        (
+            b"\r\nMessage-ID: " + make_id(_PLACEHOLDER_RUN, seq).encode(),
+            b"\r\nMessage-ID: " + message_id.encode(),
+        ),
+    )
+    for stand_in, real in stand_ins:
+        data = data.replace(stand_in + b"\r\n", real + b"\r\n", 1)
+    return data
+
+
+def _signer(job: Job) -> Signer | None:
+    # Imported only when used: dkimpy (with its DNS resolver) and markdown-it take longer to
+    # load than a small job takes to send.
+    if job.dkim is None:
+        return None
+    from .dkim_sign import Signer  # noqa: PLC0415
+
+    return Signer(job.dkim)
+
+
 def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) -> Validation:
     """Render and build every message once, without sending, and collect every problem.
 
@@ -180,6 +229,7 @@ def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) 
         result.count += 1
         digest.update(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
         digest.update(data)
+        composer.keep(recipient.seq, data)
         if stage is not None:
             stage(Staged(recipient.seq, recipient.email, size, message.attachment_names))
     result.digest = digest.hexdigest()

@@ -1,8 +1,9 @@
-"""Delivery events from every sending thread and process to one reader in the main process.
+"""Delivery events from every sending thread and process to one handler in the main process.
 
-Senders write one JSON line per event to a pipe with a single `os.write`: atomic for lines
-under PIPE_BUF, and free of Python-level locks, which a forked process must not touch (another
-thread may have held them at the fork).
+Threads of the main process call the handler directly, one at a time. Forked sending processes
+write one JSON line per event to a pipe with a single `os.write`: atomic for lines under
+PIPE_BUF, and free of Python-level locks, which a forked process must not touch (another thread
+may have held them at the fork); a reader thread hands those lines to the handler.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class EventPipe:
 
     def __init__(self, handler: Handler):
         self.handler = handler
+        self._owner = os.getpid()
+        self._lock = threading.Lock()
         self._read, self._write = os.pipe()
         self._reader = threading.Thread(target=self._drain, name="batchmail-events", daemon=True)
 
@@ -53,12 +56,19 @@ class EventPipe:
         os.close(self._read)
 
     def emit(self, event: Event) -> None:
+        if os.getpid() == self._owner:
+            self._handle(event_record(event))
+            return
         line = json.dumps(event_record(event), ensure_ascii=True).encode()[:_MAX_LINE]
         os.write(self._write, line + b"\n")
 
+    def _handle(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.handler(record)
+
     def _drain(self) -> None:
         for line in self._lines():
-            self.handler(json.loads(line))
+            self._handle(json.loads(line))
 
     def _lines(self) -> Iterator[bytes]:
         pending = b""

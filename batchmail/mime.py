@@ -138,8 +138,8 @@ class MessageBuilder:
                 self._fixed,
                 address_header("To", content.to),
                 unstructured_header("Subject", content.subject),
-                unstructured_header("Date", date),
-                unstructured_header("Message-ID", message_id),
+                _generated_header("Date", date),
+                _generated_header("Message-ID", message_id),
                 *_list_headers(content),
                 b"MIME-Version: 1.0\r\n",
             ]
@@ -231,6 +231,14 @@ def address_header(name: str, box: Mailbox) -> bytes:
         return f"{name}: {formataddr((box.name, address))}\r\n".encode()
     phrase = Header(box.name, "utf-8", header_name=name).encode(linesep=_LINESEP)
     return f"{name}: {phrase} <{address}>\r\n".encode()
+
+
+def _generated_header(name: str, value: str) -> bytes:
+    """A header batchmail made itself (ASCII, no spaces to fold at); never encoded: an
+    encoded-word is not allowed in a msg-id or a date (RFC 2047 5)."""
+    if not value.isascii() or has_line_break(value):
+        raise HeaderValueError(name.lower(), value)
+    return f"{name}: {value}\r\n".encode("ascii")
 
 
 def unstructured_header(name: str, value: str) -> bytes:

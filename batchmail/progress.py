@@ -8,21 +8,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import StateError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 from .job import Job
 
 DONE = ("sent", "previewed", "failed", "deferred", "unknown")
@@ -50,16 +41,9 @@ class Display:
             {"event": "run_started", "job": job.name, "run_id": run_id, "to_send": total}
         )
         if self.live:
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[counts]}"),
-                _RateColumn(),
-                TimeRemainingColumn(),
-                console=Console(file=sys.stderr),
-                transient=True,
-            )
+            from .livebar import live_bar  # noqa: PLC0415 - rich loads slowly; terminals only
+
+            self._bar = live_bar()
             self._task = self._bar.add_task(job.name, total=total, counts="")
             self._bar.start()
 
@@ -122,11 +106,6 @@ class Display:
             self._bar.stop()
         if self._log is not None:
             self._log.close()
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed or 0:.0f} msg/s")
 
 
 def _open_log(path: Path) -> IO[str]:

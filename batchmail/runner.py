@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .compose import Composer, Message, Validation
+from .compose import Composer, Validation
 from .errors import ConnectFailure, invalid
 from .job import Job, display_path
 from .journal import Journal, Run
@@ -179,7 +179,6 @@ class Runner:
             pass
 
     def _deliver(self, run: Run, transport: Transport, recipient: Recipient, attempt: int) -> None:
-        message = self.composer.compose(recipient)
         try:
             self.limiter.acquire()
             transport.open()  # before the journal marks anything: a refused session sends nothing
@@ -192,7 +191,7 @@ class Runner:
         if self._stopping():
             return
         message_id = self.composer.message_id(run.run_id, recipient.seq)
-        envelope = self._envelope(recipient, message, message_id)
+        envelope = self._envelope(recipient, message_id)
         self.journal.begin(run, recipient.seq)
         started = self.clock()
         try:
@@ -204,8 +203,9 @@ class Runner:
         seconds = self.clock() - started
         self._record(Event(recipient, outcome, attempt, message_id, started, seconds))
 
-    def _envelope(self, recipient: Recipient, message: Message, message_id: str) -> Envelope:
-        data = self.composer.build(message, message_id=message_id, date=date_header(self.clock()))
+    def _envelope(self, recipient: Recipient, message_id: str) -> Envelope:
+        date = date_header(self.clock())
+        data = self.composer.message_bytes(recipient, message_id=message_id, date=date)
         box, sender = recipient.mailbox, self.job.sender
         rcpt = box.ascii_address if box.ascii_address.isascii() else box.address
         mail_from = sender.ascii_address if sender.ascii_address.isascii() else sender.address

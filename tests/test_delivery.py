@@ -460,3 +460,16 @@ def test_a_non_ascii_sender_travels_with_smtputf8(
     assert {m.mail_from for m in server.messages} == {"jörg@example.com"}
     assert all("SMTPUTF8" in m.mail_options for m in server.messages)
     assert parse(server.messages[0].data)["From"] == "Jörg <jörg@example.com>"
+
+
+def test_a_long_sender_domain_keeps_a_plain_message_id(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = smtp_server()
+    domain = "mail.notifications.departments.example-university.example.org"
+    job = make_job(tmp_path, server.port, **{"from": f"Bot <bot@{domain}>"})
+    assert run_cli(capsys, "run", job).code == 0
+
+    message_id = parse(server.messages[0].data)["Message-ID"]
+    assert re.fullmatch(rf"<\d{{8}}T\d{{6}}Z-[0-9a-f]{{6}}\.1@{re.escape(domain)}>", message_id)
+    assert b"=?" not in server.messages[0].data.split(b"\r\n\r\n")[0]
