@@ -50,7 +50,8 @@ def recipients(count: int) -> list[dict[str, Any]]:
 
 
 def make_job(folder: Path, port: int = 25, **settings: Any) -> Path:
-    """A job folder with templates, a PDF and a PNG named `.bin`; `settings` override the job."""
+    """A job folder with templates, a PDF and a PNG named `.bin`; `settings` override the job
+    (a dict is merged into the default one; None removes a key, at either level)."""
     (folder / "templates").mkdir(parents=True, exist_ok=True)
     (folder / "templates" / "body.txt.j2").write_text(TEXT, encoding="utf-8")
     (folder / "templates" / "body.html.j2").write_text(HTML, encoding="utf-8")
@@ -70,7 +71,8 @@ def make_job(folder: Path, port: int = 25, **settings: Any) -> Path:
         if value is None:
             job.pop(key, None)
         elif isinstance(value, dict) and isinstance(job.get(key), dict):
-            job[key] = {**job[key], **value}
+            merged = {**job[key], **value}
+            job[key] = {k: v for k, v in merged.items() if v is not None}
         else:
             job[key] = value
     path = folder / "job.yaml"
