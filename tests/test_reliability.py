@@ -523,3 +523,24 @@ def test_parallel_processes_die_with_a_killed_parent(
     code, _, err = finish(spawn(job))
     assert code == 0, err
     assert_everyone_once_but(server, 20, in_flight=2)
+
+
+def test_the_state_dir_comes_from_the_option_or_the_environment(
+    tmp_path: Path,
+    smtp_server: SmtpServerFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = smtp_server()
+    job = make_job(tmp_path / "job", server.port)
+    monkeypatch.setenv("BATCHMAIL_STATE_DIR", str(tmp_path / "from-env"))
+    assert run_cli(capsys, "run", job).code == 0
+    assert (tmp_path / "from-env" / "journal.sqlite3").is_file()
+    assert (tmp_path / "from-env" / "job.report.json").is_file()
+    assert not (tmp_path / "job" / ".batchmail").exists()
+
+    again = run_cli(capsys, "run", job)  # the same journal: everybody was reached already
+    assert "3 skipped" in again.out
+    elsewhere = run_cli(capsys, "run", job, "--state-dir", tmp_path / "from-option")
+    assert "3 sent" in elsewhere.out  # another journal knows nobody: the option wins
+    assert (tmp_path / "from-option" / "journal.sqlite3").is_file()
