@@ -33,7 +33,7 @@ from .ratelimit import QUOTA_SPAN, RateLimiter
 from .recipients import Warn
 from .report import ReportHead, full_summary, recipient_entry, write_report
 from .runner import Event, Halt, Runner, choose_run
-from .transport import PreviewTransport, SmtpTransport, Transport, preview_name
+from .transport import Credentials, PreviewTransport, SmtpTransport, Transport, preview_name
 
 
 def _ignore(_: object) -> None:
@@ -99,6 +99,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
     composer = Composer(job, options.warn)
     with ExitStack() as stack:
         out: Path | None = None
+        credentials: Credentials | None = None
         if options.dry_run:
             out = options.out or job.path.parent / "preview"
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchmail-")))
@@ -124,6 +125,8 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             write_report(report, head, full_summary({}), [])
             raise
         run = choose_run(journal, job, validation, new_run=options.new_run or options.dry_run)
+        if credentials is not None:
+            credentials.prepare()  # after validation: an invalid job contacts nothing
         invocation = _Invocation(options, job, composer, journal, run, report, started, out)
         return invocation.send(transports)
     raise AssertionError("unreachable")

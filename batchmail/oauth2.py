@@ -34,11 +34,7 @@ def credentials_for(settings: SmtpSettings, environ: Mapping[str, str]) -> Crede
     if settings.auth != "xoauth2" or settings.oauth2 is None or not settings.username_env:
         return credentials_from_env(settings, environ)
     username = _env(environ, settings.username_env, "smtp.username_env")
-    tokens = TokenSource(settings.oauth2, environ, settings.timeout)
-    # Now, before sending starts: sessions opened later, in any thread or forked process,
-    # then share this one token instead of each asking the endpoint.
-    tokens.prefetch()
-    return XOAuth2Credentials(username, "", tokens)
+    return XOAuth2Credentials(username, "", TokenSource(settings.oauth2, environ, settings.timeout))
 
 
 def _env(environ: Mapping[str, str], name: str, key: str) -> str:
@@ -51,6 +47,11 @@ def _env(environ: Mapping[str, str], name: str, key: str) -> str:
 @dataclass(frozen=True, repr=False)
 class XOAuth2Credentials(Credentials):
     tokens: TokenSource = field(compare=False)
+
+    def prepare(self) -> None:
+        # Before sending starts: sessions opened later, in any thread or forked process, then
+        # share this one token instead of each asking the endpoint.
+        self.tokens.prefetch()
 
     def authenticate(self, conn: smtplib.SMTP) -> None:
         offered = conn.esmtp_features.get("auth", "").upper().split()

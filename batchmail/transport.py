@@ -52,6 +52,9 @@ class Credentials:
     def __repr__(self) -> str:  # never show the password, even in a debugger or a traceback
         return f"Credentials(username={self.username!r}, password=***)"
 
+    def prepare(self) -> None:
+        """Called once the job is valid, before any session opens: a place to fetch tokens."""
+
     def authenticate(self, conn: smtplib.SMTP) -> None:
         """AUTH on an open session; `oauth2.XOAuth2Credentials` overrides it with XOAUTH2."""
         conn.login(self.username, self.password)

@@ -486,6 +486,25 @@ def test_xoauth2_refreshes_one_token_and_authenticates_every_session(
     assert_no_secrets(result.out, result.err, (tmp_path / "report.json").read_text())
 
 
+@pytest.mark.usefixtures("oauth_env")
+def test_an_invalid_job_asks_the_token_endpoint_nothing(
+    tmp_path: Path,
+    smtp_server: SmtpServerFactory,
+    capsys: pytest.CaptureFixture[str],
+    ca_file: Path,
+    token_endpoint: TokenEndpoint,
+) -> None:
+    server = smtp_server("starttls", auth=(USER, ACCESS))
+    job = oauth_job(tmp_path, server.port, ca_file, refresh_settings(token_endpoint))
+    job.write_text(job.read_text().replace("Report for {{ name }}", "Report for {{ nobody }}"))
+    result = run_cli(capsys, "run", job)
+
+    assert result.code == 2
+    assert "'nobody' is undefined" in result.err
+    assert token_endpoint.requests == []
+    assert server.connections == 0
+
+
 def test_xoauth2_with_an_access_token_from_the_environment(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
