@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compose import Composer, Validation, validate
+from .compose import KEPT_BYTES, Composer, Validation, validate
 from .errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -96,7 +96,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
     """Validate everything, then send (or preview) what still needs sending, and report."""
     started = time.time()
     job = load_job(path, options.environ)
-    composer = Composer(job, options.warn)
+    composer = Composer(job, options.warn, keep_bytes=KEPT_BYTES)
     with ExitStack() as stack:
         out: Path | None = None
         credentials: Credentials | None = None

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from .dkim_sign import Signer
 
 MAX_LISTED_PROBLEMS = 20
-# Messages the validation pass built are kept, up to this many bytes, so that sending them
-# does not render and build them again; beyond it they are rebuilt (memory stays flat).
-KEPT_BYTES = 16 * 1024 * 1024
+# Before sending, the messages the validation pass built are kept, up to this many bytes, so
+# that sending them does not render and build them again; beyond it they are rebuilt, so
+# memory stays flat however many recipients there are.
+KEPT_BYTES = 8 * 1024 * 1024
 # Date and Message-ID change per send; the rest of a message is fixed by the job's inputs. The
 # validation pass builds with stand-ins of the same length, so its size check holds when sending.
 _PLACEHOLDER_RUN = "0" * len(new_run_id(0.0))
@@ -51,7 +52,8 @@ class Validation:
 class Composer:
     """Everything needed to turn any recipient of a job into a message."""
 
-    def __init__(self, job: Job, warn: Warn):
+    def __init__(self, job: Job, warn: Warn, *, keep_bytes: int = 0):
+        """`keep_bytes`: how much of what validation builds to keep for sending."""
         self.job = job
         self.warn = warn
         self.source = RecipientSource(job)
@@ -63,7 +65,7 @@ class Composer:
             InlineImages(job, job.markdown) if job.markdown and job.inline_images else None
         )
         self._kept: dict[int, bytes] = {}  # seq -> built with the stand-in Date and Message-ID
-        self._room = KEPT_BYTES
+        self._room = keep_bytes
 
     def recipients(
         self, problems: list[Problem], *, second_pass: bool = False

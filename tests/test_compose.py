@@ -13,21 +13,19 @@ from batchmail.job import load_job
 from batchmail.mime import date_header
 
 
-def _composer(folder: Path) -> Composer:
+def _composer(folder: Path, keep_bytes: int) -> Composer:
     people = [*recipients(3), {"email": "zoë@example.com", "name": "Zoë Ünicode", "team": "ü"}]
     subject = "Date: Thu, 01 Jan 1970 00:00:00 +0000 {{ name }} " + "long words " * 12
     job = load_job(make_job(folder, 25, recipients=people, subject=subject))
-    composer = Composer(job, print)
+    composer = Composer(job, print, keep_bytes=keep_bytes)
     validate(composer)
     return composer
 
 
 @pytest.mark.parametrize("kept_bytes", [compose.KEPT_BYTES, 0])
-def test_kept_and_rebuilt_messages_are_the_same_bytes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept_bytes: int
-) -> None:
-    monkeypatch.setattr(compose, "KEPT_BYTES", kept_bytes)
-    composer = _composer(tmp_path)
+def test_kept_and_rebuilt_messages_are_the_same_bytes(tmp_path: Path, kept_bytes: int) -> None:
+    composer = _composer(tmp_path, kept_bytes)
+    assert len(composer._kept) == (4 if kept_bytes else 0)  # the path under test is taken
     date = date_header(1_790_000_000.0)
     for recipient in composer.recipients([], second_pass=True):
         message_id = composer.message_id("20261124T011333Z-6cf3cc", recipient.seq)
