@@ -171,12 +171,13 @@ class _Invocation:
         if processes > 1:
             sessions = -(-job.rate.connections // processes)
             write_lock = multiprocessing.get_context("fork").Lock()
-            halt, sent_now = send_in_processes(
-                lambda shard: self._runner(transports, shard, sessions, write_lock=write_lock),
-                run,
-                processes,
-                stop,
-            )
+            with journal.closed_for_fork():
+                halt, sent_now = send_in_processes(
+                    lambda shard: self._runner(transports, shard, sessions, write_lock=write_lock),
+                    run,
+                    processes,
+                    stop,
+                )
         else:
             runner = self._runner(transports)
             halt, sent_now = runner.run(run), runner.sent_now

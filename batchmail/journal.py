@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,25 +117,53 @@ class Journal:
         write_lock: AbstractContextManager[Any] | None = None,
     ):
         """`write_lock`: shared by processes writing one journal, so that they queue for it
-        instead of meeting SQLite's busy handler, which sleeps a millisecond or more."""
+        instead of meeting SQLite's busy handler, which sleeps a millisecond or more.
+
+        The threads of a process take turns on the connection for reads too: a read open on it
+        while another thread writes would make that write fail at once (SQLITE_BUSY_SNAPSHOT)
+        whenever another process has committed since the read began."""
         self.path = Path(path)
         self.job = job
         self.clock = clock
-        self._lock = write_lock or threading.Lock()
+        self._lock = threading.Lock()
+        self._write_lock: AbstractContextManager[Any] = write_lock or nullcontext()
+        self.db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
         try:
-            self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
         except sqlite3.Error as exc:
-            raise StateError(f"cannot open the journal {path}: {exc}") from None
+            raise StateError(f"cannot open the journal {self.path}: {exc}") from None
+        return db
+
+    @contextmanager
+    def closed_for_fork(self) -> Iterator[None]:
+        """No connection may be open across a fork: SQLite keeps the POSIX locks of a file in
+        per-process memory, which a child would inherit, wrong, and share with its own new
+        connection. See "Carrying an open database connection across a fork()" in
+        https://www.sqlite.org/howtocorrupt.html"""
+        self.db.close()
+        try:
+            yield
+        finally:
+            self.db = self._connect()
 
     def close(self) -> None:
         self.db.close()
 
+    def _read(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+        with self._lock:
+            try:
+                return self.db.execute(sql, parameters).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot read the journal: {exc}") from None
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._write_lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
@@ -170,18 +198,18 @@ class Journal:
 
     def latest_run(self) -> tuple[str, str, bool] | None:
         """(run_id, digest, finished) of this job's latest run."""
-        row = self.db.execute(
+        rows = self._read(
             "SELECT run_id, digest, finished IS NOT NULL FROM runs WHERE job = ? "
             "ORDER BY started DESC, rowid DESC LIMIT 1",
             (self.job,),
-        ).fetchone()
-        return (row[0], row[1], bool(row[2])) if row else None
+        )
+        return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
 
     def reached(self, run_id: str) -> int:
-        row = self.db.execute(
+        rows = self._read(
             "SELECT count(*) FROM deliveries WHERE run_id = ? AND state = 'sent'", (run_id,)
-        ).fetchone()
-        return int(row[0])
+        )
+        return int(rows[0][0])
 
     def start_run(self, digest: str, total: int) -> Run:
         now = self.clock()
@@ -200,9 +228,7 @@ class Journal:
         return self._invoke(run_id, digest, total, resumed=False)
 
     def resume_run(self, run_id: str) -> Run:
-        digest, total = self.db.execute(
-            "SELECT digest, total FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
+        [(digest, total)] = self._read("SELECT digest, total FROM runs WHERE run_id = ?", (run_id,))
         return self._invoke(run_id, digest, total, resumed=True)
 
     def _invoke(self, run_id: str, digest: str, total: int, *, resumed: bool) -> Run:
@@ -226,7 +252,7 @@ class Journal:
         states = ("pending", "failed", "deferred") + (() if skip_unknown else ("unknown",))
         marks = ",".join("?" * len(states))
         index, count = shard
-        rows = self.db.execute(
+        rows = self._read(
             f"SELECT seq FROM deliveries WHERE run_id = ? AND seq > ? "  # noqa: S608
             f"AND state IN ({marks}) AND seq % ? = ? ORDER BY seq LIMIT ?",
             (run.run_id, after, *states, count, index, limit),
@@ -277,7 +303,7 @@ class Journal:
 
     def sent_times(self, since: float, limit: int) -> list[float]:
         """When this job's latest messages went, across runs: quotas hold across invocations."""
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT d.sent_at FROM deliveries d JOIN runs r USING (run_id) "
             "WHERE r.job = ? AND d.sent_at > ? ORDER BY d.sent_at DESC LIMIT ?",
             (self.job, since, limit),
@@ -287,7 +313,8 @@ class Journal:
     # --- reporting ---
 
     def deliveries(self, run: Run) -> Iterator[Delivery]:
-        """Every recipient of the run in order, streamed from the database."""
+        """Every recipient of the run in order, streamed from the database (for reports, once
+        no thread of this process sends any more)."""
         cursor = self.db.execute(
             "SELECT seq, email, state, code, response, attempts, size, attachments, invocation "
             "FROM deliveries WHERE run_id = ? ORDER BY seq",
@@ -308,12 +335,12 @@ class Journal:
 
     def summary(self, run: Run) -> dict[str, int]:
         """Counts per report status, in one query."""
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT CASE WHEN state = 'sent' AND invocation IS NOT ? THEN 'skipped' "
             "ELSE state END, count(*) FROM deliveries WHERE run_id = ? GROUP BY 1",
             (run.invocation, run.run_id),
         )
-        return dict(rows.fetchall())
+        return dict(rows)
 
 
 @contextmanager
