@@ -50,7 +50,6 @@ CSP = (
 )
 
 _PARSER = BytesParser(policy=policy.default)
-_PAGE_NAME = re.compile(r"index-([0-9]+)\.html")
 _CHUNK = 1 << 20
 _CID_URL = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)
 
@@ -210,11 +209,18 @@ def _replacing(target: Path) -> Iterator[IO[bytes]]:
 
 
 def _remove_stale_pages(out_dir: Path, pages: int) -> None:
-    """Pages an earlier, longer preview left behind: nothing links to them any more."""
-    for path in out_dir.glob("index-*.html"):
-        match = _PAGE_NAME.fullmatch(path.name)
-        if match and int(match.group(1)) > pages:
-            path.unlink()
+    """Pages an earlier, longer preview left behind: nothing links to them any more.
+
+    Pages are numbered without gaps, so the first missing one ends the search; listing the
+    folder instead would read every one of its (possibly a million) `.eml` names at once.
+    """
+    page = pages + 1
+    while True:
+        try:
+            (out_dir / page_name(page)).unlink()
+        except FileNotFoundError:
+            return
+        page += 1
 
 
 def _write_page(out: IO[bytes], job_name: str, totals: Totals, page: int, cards: IO[bytes]) -> None:
