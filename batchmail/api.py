@@ -164,23 +164,10 @@ class _Invocation:
     out: Path | None
 
     def send(self, transports: Callable[[], Transport]) -> RunResult:
-        job, journal, run, stop = self.job, self.journal, self.run, self.options.stop
+        job, journal, run = self.job, self.journal, self.run
         to_send = run.total - journal.summary(run).get("skipped", 0)
         self.options.on_start(to_send, job, run.run_id)
-        processes = self.options.processes or sending_processes(job)
-        if processes > 1:
-            sessions = -(-job.rate.connections // processes)
-            write_lock = multiprocessing.get_context("fork").Lock()
-            with journal.closed_for_fork():
-                halt, sent_now = send_in_processes(
-                    lambda shard: self._runner(transports, shard, sessions, write_lock=write_lock),
-                    run,
-                    processes,
-                    stop,
-                )
-        else:
-            runner = self._runner(transports)
-            halt, sent_now = runner.run(run), runner.sent_now
+        halt, sent_now = self._send_all(transports)
         if halt is not None and halt.reason in ("quota", "connection"):
             journal.defer_pending(run, halt.message)
         connect_failed = halt is not None and halt.reason == "connection" and not sent_now
@@ -205,6 +192,23 @@ class _Invocation:
             halt.message if halt else None,
             self.out,
         )
+
+    def _send_all(self, transports: Callable[[], Transport]) -> tuple[Halt | None, int]:
+        """Send from this process, or from one forked process per shard; the halt, if any, and
+        how many messages went."""
+        processes = self.options.processes or sending_processes(self.job)
+        if processes == 1:
+            runner = self._runner(transports)
+            return runner.run(self.run), runner.sent_now
+        sessions = -(-self.job.rate.connections // processes)
+        write_lock = multiprocessing.get_context("fork").Lock()
+        with self.journal.closed_for_fork():
+            return send_in_processes(
+                lambda shard: self._runner(transports, shard, sessions, write_lock=write_lock),
+                self.run,
+                processes,
+                self.options.stop,
+            )
 
     def _runner(
         self,

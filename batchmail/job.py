@@ -159,15 +159,6 @@ class Job:
     dkim: DkimSettings | None = None
     unsubscribe: UnsubscribeSettings | None = None
 
-    def content_settings(self) -> dict[str, Any]:
-        """What shapes the messages (not how they travel): part of the inputs' digest."""
-        return {
-            "from": [self.sender.name, self.sender.address],
-            "reply_to": [self.reply_to.name, self.reply_to.address] if self.reply_to else None,
-            "subject": self.subject,
-            "vars": self.vars,
-        }
-
 
 def display_path(path: Path) -> str:
     """A path as the user would type it: relative to the working directory when below it."""
