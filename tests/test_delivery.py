@@ -12,6 +12,13 @@ from smtpserver import Script, SmtpServerFactory, Tarpit
 from support import PASSWORD, PDF, PNG, make_job, parse, recipients, report_of, run_cli
 
 
+@pytest.fixture
+def smtp_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's credentials, in the variables it names: user `mailer`, the canary password."""
+    monkeypatch.setenv("SMTP_USERNAME", "mailer")
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SSL_CERT_FILE", "SMTP_USERNAME", "SMTP_PASSWORD", "BATCHMAIL_STATE_DIR"):
@@ -250,15 +257,13 @@ def _tls_job(tmp_path: Path, port: int, security: str, **smtp: object) -> Path:
     return make_job(tmp_path, port, smtp=settings)
 
 
+@pytest.mark.usefixtures("smtp_credentials")
 def test_starttls_with_an_untrusted_certificate_sends_nothing(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = smtp_server("starttls", auth=("mailer", PASSWORD))
-    monkeypatch.setenv("SMTP_USERNAME", "mailer")
-    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     result = run_cli(capsys, "run", _tls_job(tmp_path, server.port, "starttls"))
 
     assert result.code == 3
@@ -269,6 +274,7 @@ def test_starttls_with_an_untrusted_certificate_sends_nothing(
     assert len(result.err.strip().splitlines()) == 1
 
 
+@pytest.mark.usefixtures("smtp_credentials")
 def test_starttls_trusted_through_ssl_cert_file_delivers(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
@@ -277,8 +283,6 @@ def test_starttls_trusted_through_ssl_cert_file_delivers(
     ca_file: Path,
 ) -> None:
     server = smtp_server("starttls", auth=("mailer", PASSWORD))
-    monkeypatch.setenv("SMTP_USERNAME", "mailer")
-    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
     result = run_cli(capsys, "run", _tls_job(tmp_path, server.port, "starttls"))
 
@@ -287,16 +291,14 @@ def test_starttls_trusted_through_ssl_cert_file_delivers(
     assert all(m.tls and m.auth_login == "mailer" for m in server.messages)
 
 
+@pytest.mark.usefixtures("smtp_credentials")
 def test_implicit_tls_with_the_jobs_ca_file_delivers(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     ca_file: Path,
 ) -> None:
     server = smtp_server("tls", auth=("mailer", PASSWORD))
-    monkeypatch.setenv("SMTP_USERNAME", "mailer")
-    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     job = _tls_job(tmp_path, server.port, "tls", ca_file=str(ca_file))
     result = run_cli(capsys, "run", job)
 
@@ -308,7 +310,6 @@ def test_starttls_not_offered_means_no_plaintext(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     ca_file: Path,
 ) -> None:
     server = smtp_server("starttls", script=Script(advertise_starttls=False))
@@ -320,16 +321,14 @@ def test_starttls_not_offered_means_no_plaintext(
     assert "MAIL" not in {verb for _, verb in server.commands}
 
 
+@pytest.mark.usefixtures("smtp_credentials")
 def test_wrong_password_is_exit_3_and_never_printed(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     ca_file: Path,
 ) -> None:
     server = smtp_server("starttls", auth=("mailer", "the-right-one"))
-    monkeypatch.setenv("SMTP_USERNAME", "mailer")
-    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     job = _tls_job(tmp_path, server.port, "starttls", ca_file=str(ca_file))
     result = run_cli(capsys, "run", job, "--report", tmp_path / "r.json")
 
@@ -340,17 +339,15 @@ def test_wrong_password_is_exit_3_and_never_printed(
     assert PASSWORD not in (tmp_path / "r.json").read_text()
 
 
+@pytest.mark.usefixtures("smtp_credentials")
 def test_the_password_appears_in_no_output(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     ca_file: Path,
 ) -> None:
     script = Script(rcpt_replies={"user2@example.com": ["550 5.1.1 No such user"]})
     server = smtp_server("starttls", auth=("mailer", PASSWORD), script=script)
-    monkeypatch.setenv("SMTP_USERNAME", "mailer")
-    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     job = _tls_job(tmp_path, server.port, "starttls", ca_file=str(ca_file))
     sent = run_cli(capsys, "run", job, "--report", tmp_path / "r.json")
     preview = run_cli(capsys, "run", job, "--dry-run", "--out", tmp_path / "preview")
@@ -367,15 +364,13 @@ def test_the_password_appears_in_no_output(
     assert all(secret not in m.data for m in server.messages)
 
 
+@pytest.mark.usefixtures("smtp_credentials")
 def test_auth_without_tls_needs_the_explicit_setting(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = smtp_server(auth=("mailer", PASSWORD), auth_require_tls=False)
-    monkeypatch.setenv("SMTP_USERNAME", "mailer")
-    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
     refused = run_cli(capsys, "run", _tls_job(tmp_path, server.port, "none"))
     assert (refused.code, server.connections) == (2, 0)
     assert "plaintext" in refused.err
