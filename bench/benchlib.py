@@ -6,6 +6,7 @@ Standard library only. All paths derive from this file's location.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ LOOPBACK = "127.0.0.1"
 _MESG_RE = re.compile(rb"mesg=(\d+)")
 _RSS_RE = re.compile(r"Maximum resident set size \(kbytes\):\s*(\d+)")
 _ELAPSED_RE = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\):\s*([\d:.]+)")
-_EXIT_RE = re.compile(r"Exit status:\s*(\d+)")
+_PSS_RE = re.compile(rb"^Pss:\s+(\d+) kB", re.MULTILINE)
+PROC = Path("/proc")
 
 
 class BenchError(Exception):
@@ -59,6 +62,30 @@ def install_signal_handlers() -> None:
     """Make SIGTERM/SIGHUP unwind like Ctrl-C, so `finally` blocks stop what we started."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_keyboard_interrupt)
+
+
+@contextlib.contextmanager
+def exclusive_bench() -> Iterator[None]:
+    """Hold bench/work/.lock for the whole benchmark, or fail at once.
+
+    Two benchmarks at a time would share bench/work (one deletes the other's job) and
+    skew each other's figures on the same cores.
+    """
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    with (WORK_DIR / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise BenchError(
+                f"another benchmark is running ({holder}); two at once would share bench/work "
+                "and skew each other's figures: wait for it to finish"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)}\n")
+        handle.flush()
+        yield
 
 
 def run_setup() -> None:
@@ -201,13 +228,75 @@ class Measurement:
     """One command run under /usr/bin/time -v."""
 
     wall_s: float
-    max_rss_kb: int
+    max_rss_kb: int  # largest single process (GNU time's "Maximum resident set size")
+    tree_pss_kb: int  # sampled peak of the summed PSS of all its processes (0: not sampled)
     returncode: int
     log_file: Path
 
     def log_tail(self, lines: int = 15) -> str:
         text = self.log_file.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _descendants(root: int) -> list[int]:
+    children = _children_map()
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        match = _PSS_RE.search((PROC / str(pid) / "smaps_rollup").read_bytes())
+    except OSError:
+        return 0
+    return int(match.group(1)) if match else 0
+
+
+class TreeMemorySampler:
+    """Samples the summed PSS of all descendants of a pid (the command under /usr/bin/time).
+
+    PSS splits pages shared between processes (e.g. after fork) among them, so the sum is
+    the tree's real footprint; GNU time's max RSS only shows the largest single process.
+    """
+
+    def __init__(self, root_pid: int, interval: float = 0.1):
+        self.root_pid = root_pid
+        self.interval = interval
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pss-sampler", daemon=True)
+
+    def __enter__(self) -> TreeMemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            total = sum(_pss_kb(pid) for pid in _descendants(self.root_pid))
+            self.peak_kb = max(self.peak_kb, total)
+            self._stop.wait(self.interval)
 
 
 def parse_time_v(text: str) -> tuple[int, float | None]:
@@ -247,7 +336,8 @@ def timed_run(cmd: Sequence[str | Path], cwd: Path, log_file: Path,
         proc = subprocess.Popen(full, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True)
         try:
-            returncode = proc.wait(timeout=timeout)
+            with TreeMemorySampler(proc.pid) as sampler:
+                returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _stop_group(proc)
             raise BenchError(f"timed out after {timeout:.0f}s: {' '.join(map(str, cmd))}") from None
@@ -256,7 +346,7 @@ def timed_run(cmd: Sequence[str | Path], cwd: Path, log_file: Path,
             raise
         wall = time.perf_counter() - start
     rss_kb, _elapsed = parse_time_v(time_file.read_text(errors="replace"))
-    return Measurement(wall, rss_kb, returncode, log_file)
+    return Measurement(wall, rss_kb, sampler.peak_kb, returncode, log_file)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -288,10 +378,12 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def run_main(run: Callable[[Any], int], args: Any, what: str) -> int:
-    """Run a bench with signal handling; its errors become one line and exit status 1."""
+    """Run a bench alone (bench/work/.lock) with signal handling; a BenchError becomes a
+    failure banner and exit status 2."""
     install_signal_handlers()
     try:
-        return run(args)
+        with exclusive_bench():
+            return run(args)
     except BenchError as err:
         return fail(str(err))
     except KeyboardInterrupt:

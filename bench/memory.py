@@ -7,8 +7,9 @@ For each size (default 10k, 100k, 1M recipients) generates the job, then measure
   dry-run   `batchmail run JOB --dry-run --out DIR`   (previews are deleted afterwards)
   run       `batchmail run JOB --report R --state-dir S --new-run` against smtp-sink,
             which must receive exactly N messages
-and prints peak RSS per size and mode, with the ratio to the 10k figure (or the smallest
-size measured). Work directories are removed after each size unless --keep.
+and prints peak RSS (largest process) and peak PSS of all batchmail's processes per size
+and mode, each with its ratio to the 10k figure (or the smallest size measured), and the
+wall times. Work directories are removed after each size unless --keep.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,9 +122,12 @@ def measure(mode: str, count: int, jobdir: Path, args: argparse.Namespace,
     before = sink.messages() if sink else 0
     result = bl.timed_run(command(mode, args.batchmail, jobdir), jobdir,
                           jobdir / f"{mode}.log", args.timeout)
+    received = sink.messages() - before if sink and mode == "run" else None
     if result.returncode != 0:
-        raise bl.BenchError(f"batchmail {mode} at {count} recipients exited "
-                            f"{result.returncode}:\n{result.log_tail()}")
+        got = "" if received is None else f", sink got {received} of {count}"
+        raise bl.BenchError(f"batchmail {mode} at {count} recipients exited {result.returncode} "
+                            f"after {result.wall_s:.1f} s{got}; log {result.log_file}:\n"
+                            f"{result.log_tail()}")
     if mode == "run" and sink is not None:
         received = sink.wait_for(before + count) - before
         if received != count:
@@ -136,45 +140,63 @@ def measure(mode: str, count: int, jobdir: Path, args: argparse.Namespace,
     return result
 
 
+def clean_up(jobdir: Path, succeeded: bool) -> None:
+    """All of it after success; after a failure only the bulky parts, keeping logs and state."""
+    if succeeded:
+        shutil.rmtree(jobdir, ignore_errors=True)
+        return
+    shutil.rmtree(jobdir / "preview", ignore_errors=True)
+    (jobdir / "recipients.csv").unlink(missing_ok=True)
+    bl.log(f"kept logs, report and state of the failed size in {jobdir}")
+
+
 def measure_size(count: int, args: argparse.Namespace, port: int,
                  sink: bl.Sink | None) -> Iterator[Cell]:
     jobdir = MEMORY_DIR / label(count)
     shutil.rmtree(jobdir, ignore_errors=True)
     bl.log(f"generating job with {count:,} recipients")
     gen_job.generate(count, jobdir, port=port, connections=args.connections, mailmerge=False)
+    succeeded = False
     try:
         for mode in args.modes:
             bl.log(f"{label(count)}: batchmail {mode}")
             result = measure(mode, count, jobdir, args, sink)
-            bl.log(f"  peak RSS {bl.mib(result.max_rss_kb)}, {result.wall_s:.1f} s"
+            bl.log(f"  peak RSS {bl.mib(result.max_rss_kb)}, tree PSS "
+                   f"{bl.mib(result.tree_pss_kb)}, {result.wall_s:.1f} s"
                    + (f", {count / result.wall_s:.0f} msg/s" if mode == "run" else ""))
             yield Cell(count, mode, result)
+        succeeded = True
     finally:
         if not args.keep:
-            shutil.rmtree(jobdir, ignore_errors=True)
+            clean_up(jobdir, succeeded)
 
 
-def print_results(cells: list[Cell], args: argparse.Namespace) -> None:
+def _metric_table(title: str, cells: list[Cell], args: argparse.Namespace,
+                  value: Callable[[bl.Measurement], float], with_ratio: bool) -> None:
     base_size = 10_000 if 10_000 in args.sizes else args.sizes[0]
-    base = {c.mode: c.result.max_rss_kb for c in cells if c.recipients == base_size}
-    table = {(c.recipients, c.mode): c.result for c in cells}
-    print(f"\nbatchmail peak RSS (max resident set, /usr/bin/time -v); "
-          f"ratio to the {label(base_size)} figure")
+    table = {(c.recipients, c.mode): value(c.result) for c in cells}
+    print(f"\n{title}" + (f"; ratio to the {label(base_size)} figure" if with_ratio else ""))
     rows = []
     for size in args.sizes:
         row = [f"{size:,}"]
         for mode in args.modes:
-            res = table.get((size, mode))
-            row.append("-" if res is None else
-                       f"{bl.mib(res.max_rss_kb)} ({bl.ratio(res.max_rss_kb, base[mode])})")
+            figure, base = table.get((size, mode)), table.get((base_size, mode))
+            if figure is None:
+                row.append("-")
+            elif with_ratio and base:
+                row.append(f"{bl.mib(figure)} ({bl.ratio(figure, base)})")
+            else:
+                row.append(f"{figure:.1f}")
         rows.append(row)
     bl.print_table(["recipients", *args.modes], rows)
-    print("\nwall time (s)")
-    bl.print_table(["recipients", *args.modes], [
-        [f"{size:,}", *[f"{table[(size, m)].wall_s:.1f}" if (size, m) in table else "-"
-                        for m in args.modes]]
-        for size in args.sizes
-    ])
+
+
+def print_results(cells: list[Cell], args: argparse.Namespace) -> None:
+    _metric_table("batchmail peak RSS, largest process (/usr/bin/time -v)", cells, args,
+                  lambda m: m.max_rss_kb, with_ratio=True)
+    _metric_table("batchmail peak PSS, all its processes (sampled every 0.1 s)", cells, args,
+                  lambda m: m.tree_pss_kb, with_ratio=True)
+    _metric_table("wall time (s)", cells, args, lambda m: m.wall_s, with_ratio=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             for count in args.sizes:
                 cells.extend(measure_size(count, args, port, sink))
     finally:
-        if not args.keep:
+        if not args.keep and not any(MEMORY_DIR.glob("*/*.log")):  # logs of a failure stay
             shutil.rmtree(MEMORY_DIR, ignore_errors=True)
     print_results(cells, args)
     return 0

@@ -112,8 +112,8 @@ def run_checked(contender: Contender, tag: str, sink: bl.Sink, expected: int,
     received = sink.wait_for(before + expected) - before
     if result.returncode != 0:
         raise bl.BenchError(
-            f"{contender.name} run {tag} exited {result.returncode}; "
-            f"log {result.log_file}:\n{result.log_tail()}"
+            f"{contender.name} run {tag} exited {result.returncode} after {result.wall_s:.1f} s, "
+            f"sink got {received} of {expected}; log {result.log_file}:\n{result.log_tail()}"
         )
     if received != expected:
         raise bl.BenchError(
@@ -133,7 +133,8 @@ def benchmark(contenders: list[Contender], args: argparse.Namespace, sink: bl.Si
             result = run_checked(contender, str(run), sink, args.recipients, rundir, args.timeout)
             contender.runs.append(result)
             bl.log(f"  {args.recipients / result.wall_s:8.1f} msg/s  {result.wall_s:7.2f} s  "
-                   f"peak RSS {bl.mib(result.max_rss_kb)}  sink +{args.recipients} OK")
+                   f"peak RSS {bl.mib(result.max_rss_kb)}  tree PSS {bl.mib(result.tree_pss_kb)}  "
+                   f"sink +{args.recipients} OK")
         check_batchmail_report(contenders, rundir, str(run), args.recipients)
 
 
@@ -195,6 +196,14 @@ def report_sample(per_contender: dict[str, list[samplecheck.Captured]], pdf: byt
 # --------------------------------------------------------------------------- output
 
 
+def _median_rate(contender: Contender, n: int) -> float:
+    return bl.Spread.of([n / m.wall_s for m in contender.runs]).median
+
+
+def _peak(contender: Contender, metric: str) -> int:
+    return max(int(getattr(m, metric)) for m in contender.runs)
+
+
 def print_results(contenders: list[Contender], args: argparse.Namespace, port: int) -> None:
     n = args.recipients
     print(f"\nResults: {n} recipients/run, {args.runs} runs each, "
@@ -203,20 +212,20 @@ def print_results(contenders: list[Contender], args: argparse.Namespace, port: i
     for c in contenders:
         rate = bl.Spread.of([n / m.wall_s for m in c.runs])
         wall = bl.Spread.of([m.wall_s for m in c.runs])
-        rss = max(m.max_rss_kb for m in c.runs)
         rows.append([c.name, f"{rate.median:.1f} ({rate.low:.1f}-{rate.high:.1f})",
-                     f"{wall.median:.2f}", bl.mib(rss), f"{n} x{len(c.runs)} OK"])
+                     f"{wall.median:.2f}", bl.mib(_peak(c, "max_rss_kb")),
+                     bl.mib(_peak(c, "tree_pss_kb")), f"{n} x{len(c.runs)} OK"])
     bl.print_table(["contender", "msg/s median (min-max)", "wall s (median)",
-                    "peak RSS (max)", "sink count"], rows)
+                    "peak RSS (max)", "tree PSS (max)", "sink count"], rows)
     by_name = {c.name: c for c in contenders}
     if {"batchmail", "mailmerge"} <= by_name.keys():
         bm, mm = by_name["batchmail"], by_name["mailmerge"]
-        rate_ratio = bl.ratio(bl.Spread.of([n / m.wall_s for m in bm.runs]).median,
-                              bl.Spread.of([n / m.wall_s for m in mm.runs]).median)
-        rss_ratio = bl.ratio(max(m.max_rss_kb for m in bm.runs),
-                             max(m.max_rss_kb for m in mm.runs))
-        print(f"batchmail/mailmerge: msg/s {rate_ratio} (ratio of medians), "
-              f"peak RSS {rss_ratio}")
+        print(f"batchmail/mailmerge: msg/s {bl.ratio(_median_rate(bm, n), _median_rate(mm, n))}"
+              f" (ratio of medians), peak RSS "
+              f"{bl.ratio(_peak(bm, 'max_rss_kb'), _peak(mm, 'max_rss_kb'))}, tree PSS "
+              f"{bl.ratio(_peak(bm, 'tree_pss_kb'), _peak(mm, 'tree_pss_kb'))}")
+    print("peak RSS: largest single process (/usr/bin/time -v); tree PSS: sampled peak of the "
+          "summed PSS of all the contender's processes")
 
 
 # --------------------------------------------------------------------------- main
