@@ -25,7 +25,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-WORK_DIR = BENCH_DIR / "work"
+WORK_DIR = BENCH_DIR / "output"
 SETUP_SCRIPT = BENCH_DIR / "setup.sh"
 MAILMERGE_BIN = WORK_DIR / "mailmerge-venv" / "bin" / "mailmerge"
 DEFAULT_BATCHMAIL = REPO_DIR / ".venv" / "bin" / "batchmail"
@@ -66,9 +66,9 @@ def install_signal_handlers() -> None:
 
 @contextlib.contextmanager
 def exclusive_bench() -> Iterator[None]:
-    """Hold bench/work/.lock for the whole benchmark, or fail at once.
+    """Hold bench/output/.lock for the whole benchmark, or fail at once.
 
-    Two benchmarks at a time would share bench/work (one deletes the other's job) and
+    Two benchmarks at a time would share bench/output (one deletes the other's job) and
     skew each other's figures on the same cores.
     """
     WORK_DIR.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def exclusive_bench() -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise BenchError(
-                f"another benchmark is running ({holder}); two at once would share bench/work "
+                f"another benchmark is running ({holder}); two at once would share bench/output "
                 "and skew each other's figures: wait for it to finish"
             ) from None
         handle.truncate(0)
@@ -345,7 +345,11 @@ def timed_run(cmd: Sequence[str | Path], cwd: Path, log_file: Path,
             _stop_group(proc)
             raise
         wall = time.perf_counter() - start
-    rss_kb, _elapsed = parse_time_v(time_file.read_text(errors="replace"))
+    try:
+        time_text = time_file.read_text(errors="replace")
+    except OSError as err:  # e.g. the work dir was removed under us
+        raise BenchError(f"cannot read the /usr/bin/time -v output: {err}") from None
+    rss_kb, _elapsed = parse_time_v(time_text)
     return Measurement(wall, rss_kb, sampler.peak_kb, returncode, log_file)
 
 
@@ -378,7 +382,7 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def run_main(run: Callable[[Any], int], args: Any, what: str) -> int:
-    """Run a bench alone (bench/work/.lock) with signal handling; a BenchError becomes a
+    """Run a bench alone (bench/output/.lock) with signal handling; a BenchError becomes a
     failure banner and exit status 2."""
     install_signal_handlers()
     try:

@@ -93,7 +93,7 @@ def check_disk(args: argparse.Namespace) -> None:
     free = stat.f_bavail * stat.f_frsize
     if free < need:
         raise bl.BenchError(f"dry-run of {max(args.sizes)} recipients needs about "
-                            f"{need / 1e9:.1f} GB free under bench/work, only {free / 1e9:.1f}")
+                            f"{need / 1e9:.1f} GB free under bench/output, only {free / 1e9:.1f}")
 
 
 def tree_size(root: Path) -> tuple[int, int]:

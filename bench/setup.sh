@@ -2,12 +2,12 @@
 # Idempotent setup for the batchmail benchmarks.
 #   - Debian `postfix`, only for its test program smtp-sink (the MTA is never started)
 #   - Debian `time`, for /usr/bin/time -v
-#   - mailmerge==2.3.0 in its own virtualenv under bench/work/
+#   - mailmerge==2.3.0 in its own virtualenv under bench/output/
 # Needs root (or sudo) for the apt-get part; safe to run again (does nothing if all is there).
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-WORK_DIR="${BENCH_DIR}/work"
+WORK_DIR="${BENCH_DIR}/output"
 MM_VENV="${WORK_DIR}/mailmerge-venv"
 MM_VERSION="2.3.0"
 PYTHON="${PYTHON:-python3}"
@@ -96,17 +96,27 @@ mailmerge_installed_version() {
         'import importlib.metadata as m; print(m.version("mailmerge"))' 2>/dev/null || true
 }
 
+mailmerge_works() {
+    # The entry point's shebang holds the venv's absolute path: a moved venv breaks it.
+    [[ "$(mailmerge_installed_version)" == "${MM_VERSION}" ]] \
+        && "${MM_VENV}/bin/mailmerge" --version >/dev/null 2>&1
+}
+
 ensure_mailmerge() {
-    if [[ "$(mailmerge_installed_version)" == "${MM_VERSION}" && -x "${MM_VENV}/bin/mailmerge" ]]; then
+    if mailmerge_works; then
         log "mailmerge ${MM_VERSION} already in ${MM_VENV#"${BENCH_DIR}/"}"
         return
     fi
+    if [[ -e "${MM_VENV}" ]]; then
+        log "${MM_VENV#"${BENCH_DIR}/"} is broken (moved or incomplete): recreating it"
+        rm -rf "${MM_VENV}"
+    fi
     mkdir -p "${WORK_DIR}"
-    [[ -x "${MM_VENV}/bin/python" ]] || "${PYTHON}" -m venv "${MM_VENV}"
+    "${PYTHON}" -m venv "${MM_VENV}"
     log "pip install mailmerge==${MM_VERSION} into ${MM_VENV#"${BENCH_DIR}/"}"
     "${MM_VENV}/bin/python" -m pip install -q --disable-pip-version-check \
         "mailmerge==${MM_VERSION}"
-    [[ "$(mailmerge_installed_version)" == "${MM_VERSION}" ]] || die "mailmerge install failed"
+    mailmerge_works || die "mailmerge install failed"
     log "installed mailmerge ${MM_VERSION}"
 }
 
