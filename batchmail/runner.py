@@ -132,6 +132,9 @@ class Runner:
 
     def _send_round(self, run: Run, recipients: Iterator[Recipient], attempt: int) -> None:
         count = self.connections or max(1, self.job.rate.connections)
+        if count == 1:  # one session: no thread to hand each recipient over to
+            self._work(run, recipients, attempt)
+            return
         work: queue.Queue[Recipient | None] = queue.Queue(maxsize=count * 4)
         workers = [
             threading.Thread(target=self._worker, args=(run, work, attempt), daemon=True)
@@ -156,27 +159,27 @@ class Runner:
         return self.halt is not None
 
     def _worker(self, run: Run, work: queue.Queue[Recipient | None], attempt: int) -> None:
+        recipients = iter(work.get, None)
+        self._work(run, recipients, attempt)
+        for _ in recipients:  # the rest, so that the producer never blocks on a stopped worker
+            pass
+
+    def _work(self, run: Run, recipients: Iterator[Recipient], attempt: int) -> None:
+        """One SMTP session's loop: deliver recipients until there are no more or we stop."""
         try:
             transport = self.transports()
         except BaseException as exc:  # raised in the main thread
             self._halt(Halt("error", str(exc), exc))
-            return self._drain(work)
+            return
         try:
-            while (recipient := work.get()) is not None:
-                if not self._stopping():
-                    self._deliver(run, transport, recipient, attempt)
+            for recipient in recipients:
+                if self._stopping():
+                    return
+                self._deliver(run, transport, recipient, attempt)
         except BaseException as exc:  # raised in the main thread
             self._halt(Halt("error", str(exc), exc))
-            self._drain(work)
         finally:
             transport.close()
-        return None
-
-    @staticmethod
-    def _drain(work: queue.Queue[Recipient | None]) -> None:
-        """Take the rest of the queue, so the producer never blocks on a stopped worker."""
-        while work.get() is not None:
-            pass
 
     def _deliver(self, run: Run, transport: Transport, recipient: Recipient, attempt: int) -> None:
         try:
