@@ -21,6 +21,7 @@ from .errors import (
     EXIT_TEMPFAIL,
     ConnectFailure,
     InvalidJobError,
+    StateError,
     invalid,
 )
 from .job import Job, display_path, load_job
@@ -113,6 +114,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         stack.enter_context(job_lock(state_dir, job.name))
         journal = Journal(journal_path(state_dir), job.name)
         stack.callback(journal.close)
+        journal.fold_logs()  # what a killed run recorded last
         try:
             with journal.staging() as stage:
                 validation = validate(composer, stage)
@@ -168,6 +170,7 @@ class _Invocation:
         to_send = run.total - journal.summary(run).get("skipped", 0)
         self.options.on_start(to_send, job, run.run_id)
         halt, sent_now = self._send_all(transports)
+        self._fold_records(halt)
         if halt is not None and halt.reason in ("quota", "connection"):
             journal.defer_pending(run, halt.message)
         connect_failed = halt is not None and halt.reason == "connection" and not sent_now
@@ -192,6 +195,17 @@ class _Invocation:
             halt.message if halt else None,
             self.out,
         )
+
+    def _fold_records(self, halt: Halt | None) -> None:
+        """Fold the send loop's records into the journal. When sending stopped on an error (a
+        full disk, say), folding may fail the same way: the first error is the one reported, and
+        the records wait in their logs for the next run."""
+        try:
+            self.journal.fold_logs()
+        except StateError:
+            if halt is not None and halt.error is not None:
+                raise halt.error from None
+            raise
 
     def _send_all(self, transports: Callable[[], Transport]) -> tuple[Halt | None, int]:
         """Send from this process, or from one forked process per shard; the halt, if any, and

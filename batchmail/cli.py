@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 @contextmanager
 def _signals_set(stop: threading.Event) -> Iterator[None]:
     """First SIGINT/SIGTERM: finish the message in progress, send no more. Second: leave now;
-    the journal is consistent at any instant, since every state change is its own commit."""
+    the journal is consistent at any instant, since every state change is written at once."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():

@@ -1,13 +1,17 @@
 """The SQLite journal: every run and every recipient's state, recorded before and after sending.
 
-State is committed (WAL, synchronous=FULL) before a transaction starts and right after its reply,
-so a process killed at any instant leaves a journal that tells the truth: at most the message in
-flight is `pending` although the server may have accepted it.
+A recipient's state is recorded before its transaction starts and right after the reply, so a
+process killed at any instant leaves a journal that tells the truth: at most the message in
+flight is `pending` although the server may have accepted it. The send loop's records go to a
+per-process append-only log first (recordlog.py), which is folded into SQLite in batches: when
+sending ends, every FOLD_EVERY records, and, for a log a killed process left, before a run is
+chosen.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import EXIT_TEMPFAIL, BatchmailError, StateError
+from .recordlog import RecordLog, logs_with_prefix, read_records
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,6 +59,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     sent_at     REAL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS folded_logs (
+    name TEXT PRIMARY KEY   -- a record log folded in, until its file is deleted
+);
 CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at) WHERE sent_at IS NOT NULL;
 CREATE TEMP TABLE IF NOT EXISTS staged (
     seq INTEGER PRIMARY KEY, email TEXT NOT NULL, size INTEGER, attachments TEXT
@@ -61,6 +69,15 @@ CREATE TEMP TABLE IF NOT EXISTS staged (
 """
 
 FINAL_STATES = frozenset({"sent"})
+FOLD_EVERY = 10_000  # records a sending process appends before it folds them into SQLite
+_BEGIN, _FINISH = "begin", "finish"
+_APPLY = {
+    _BEGIN: "UPDATE deliveries SET state = 'pending', attempts = attempts + 1, "
+    "invocation = ?, updated = ? WHERE run_id = ? AND seq = ?",
+    _FINISH: "UPDATE deliveries SET state = ?, code = ?, response = ?, invocation = ?, "
+    "updated = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+    "WHERE run_id = ? AND seq = ?",
+}
 
 
 class JobLocked(BatchmailError):
@@ -128,6 +145,11 @@ class Journal:
         self._lock = threading.Lock()
         self._write_lock: AbstractContextManager[Any] = write_lock or nullcontext()
         self.db = self._connect()
+        self._log_lock = threading.Lock()
+        self._log: RecordLog | None = None
+        self._logs_dir = self.path.with_name(self.path.name + "-logs")
+        # Per job: several jobs may share a state directory, each sending under its own lock.
+        self._log_prefix = hashlib.sha256(job.encode()).hexdigest()[:16] + "-"
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -168,10 +190,12 @@ class Journal:
                 self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
                 self.db.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except BaseException as exc:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
-                raise StateError(f"cannot write the journal: {exc}") from None
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(f"cannot write the journal: {exc}") from None
+                raise
 
     # --- the validation pass stages every recipient; a new run takes them over ---
 
@@ -261,23 +285,54 @@ class Journal:
 
     def begin(self, run: Run, seq: int) -> None:
         """Recorded before the SMTP transaction starts."""
-        with self._write() as db:
-            db.execute(
-                "UPDATE deliveries SET state = 'pending', attempts = attempts + 1, "
-                "invocation = ?, updated = ? WHERE run_id = ? AND seq = ?",
-                (run.invocation, self.clock(), run.run_id, seq),
-            )
+        self._append([_BEGIN, run.invocation, self.clock(), run.run_id, seq])
 
     def finish(self, run: Run, seq: int, state: str, code: int | None, response: str) -> None:
         """Recorded right after the server's reply."""
         now = self.clock()
+        self._append(
+            [_FINISH, state, code, response, run.invocation, now, state, now, run.run_id, seq]
+        )
+
+    def _append(self, record: list[Any]) -> None:
+        with self._log_lock:
+            if self._log is None:
+                self._log = RecordLog(self._logs_dir, self._log_prefix)
+            self._log.append(record)
+            if self._log.records >= FOLD_EVERY:
+                self._fold_own_log()
+
+    def fold_logs(self) -> None:
+        """Fold every record log of this job into SQLite: this process's own, and those of
+        sending processes that have ended or died. Only while no other process sends this job
+        (its lock held, its sending processes gone)."""
+        with self._log_lock:
+            self._fold_own_log()
+            for path in logs_with_prefix(self._logs_dir, self._log_prefix):
+                self._fold(path)
+
+    def _fold_own_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            log, self._log = self._log, None
+            self._fold(log.path)
+
+    def _fold(self, path: Path) -> None:
+        """Apply a log's records in one transaction that also notes the log as folded, so that
+        a crash before the file is deleted never applies it twice."""
         with self._write() as db:
-            db.execute(
-                "UPDATE deliveries SET state = ?, code = ?, response = ?, invocation = ?, "
-                "updated = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                "WHERE run_id = ? AND seq = ?",
-                (state, code, response, run.invocation, now, state, now, run.run_id, seq),
-            )
+            if not db.execute("SELECT 1 FROM folded_logs WHERE name = ?", (path.name,)).fetchone():
+                for record in read_records(path):
+                    if record[0] not in _APPLY:
+                        raise StateError(f"the journal log {path} has an unknown record {record}")
+                    db.execute(_APPLY[record[0]], record[1:])
+                db.execute("INSERT INTO folded_logs VALUES (?)", (path.name,))
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise StateError(f"cannot delete the folded journal log {path}: {exc}") from None
+        with self._write() as db:
+            db.execute("DELETE FROM folded_logs WHERE name = ?", (path.name,))
 
     def defer_pending(self, run: Run, response: str) -> None:
         """Recipients not reached in this invocation (quota, breaker) are deferred, not lost."""

@@ -413,22 +413,20 @@ def test_sigint_finishes_the_message_in_progress_and_sends_no_more(
 
 LIMITED_RUN = """
 import resource, signal, sys
+import batchmail.journal
 from batchmail.cli import main
 
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+batchmail.journal.FOLD_EVERY = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
-sys.exit(main(sys.argv[2:]))
+sys.exit(main(sys.argv[3:]))
 """
 
 
-def test_a_journal_that_cannot_be_written_stops_sending(
-    tmp_path: Path, smtp_server: SmtpServerFactory
-) -> None:
-    """Disk full mid-run: exit 74, and no message went out without its journal record."""
-    server = smtp_server()
-    job = make_job(tmp_path, server.port, recipients=recipients(300))
+def run_on_a_full_disk(job: Path, file_size: int, fold_every: int) -> str:
+    """Run the job with no file allowed past file_size bytes: exit 74; its error output."""
     limited = subprocess.run(
-        [sys.executable, "-c", LIMITED_RUN, "400000", "run", str(job)],
+        [sys.executable, "-c", LIMITED_RUN, str(file_size), str(fold_every), "run", str(job)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -436,11 +434,41 @@ def test_a_journal_that_cannot_be_written_stops_sending(
     )
     assert limited.returncode == 74, limited.stderr
     assert "cannot write the journal" in limited.stderr
+    return limited.stderr
+
+
+def test_a_journal_log_that_cannot_be_written_stops_sending(
+    tmp_path: Path, smtp_server: SmtpServerFactory
+) -> None:
+    """Disk full on the record log mid-run: exit 74, and no message went out without its
+    record. Long replies make the log, not SQLite, meet the limit first."""
+    long_reply = "250 " + "queued " * 600
+    people = recipients(300)
+    script = Script(data_replies={p["email"]: [long_reply] for p in people})
+    server = smtp_server(script=script)
+    job = make_job(tmp_path, server.port, recipients=people)
+    err = run_on_a_full_disk(job, 200_000, fold_every=10_000)
+    assert ".log: " in err  # the record log's error, not a later one
     assert 0 < len(server.messages) < 300
 
     code, _, err = finish(spawn(job))
     assert code == 0, err
     assert_everyone_once_but(server, 300, in_flight=1)
+
+
+def test_a_journal_that_cannot_be_folded_into_stops_sending(
+    tmp_path: Path, smtp_server: SmtpServerFactory
+) -> None:
+    """Disk full on SQLite while the records are folded in mid-run: exit 74; the records stay
+    in their log, and the next run folds them in before it chooses whom to send to."""
+    server = smtp_server()
+    job = make_job(tmp_path, server.port, recipients=recipients(300))
+    run_on_a_full_disk(job, 400_000, fold_every=20)
+    assert 0 < len(server.messages) < 300
+
+    code, _, err = finish(spawn(job))
+    assert code == 0, err
+    assert_everyone_once_but(server, 300, in_flight=0)
 
 
 def test_a_second_sigint_leaves_at_once_with_a_usable_journal(

@@ -1,0 +1,100 @@
+"""The journal's record logs: what a killed process appended is folded in exactly once."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from batchmail.errors import StateError
+from batchmail.journal import Journal, Run, Staged, journal_path
+
+
+def started_run(state: Path, job: str = "job", count: int = 3) -> tuple[Journal, Run]:
+    journal = Journal(journal_path(state), job)
+    with journal.staging() as stage:
+        for seq in range(1, count + 1):
+            stage(Staged(seq, f"user{seq}@example.com", 100, []))
+    return journal, journal.start_run("digest", count)
+
+
+def states(state: Path) -> list[tuple[int, str, int]]:
+    with sqlite3.connect(journal_path(state)) as db:
+        return db.execute("SELECT seq, state, attempts FROM deliveries ORDER BY seq").fetchall()
+
+
+def logs(state: Path) -> list[Path]:
+    return sorted((state / "journal.sqlite3-logs").glob("*.log"))
+
+
+def test_records_reach_sqlite_when_folded_and_their_log_is_deleted(tmp_path: Path) -> None:
+    journal, run = started_run(tmp_path)
+    journal.begin(run, 1)
+    journal.finish(run, 1, "sent", 250, "2.0.0 queued")
+    journal.begin(run, 2)
+    assert states(tmp_path) == [(1, "pending", 0), (2, "pending", 0), (3, "pending", 0)]
+    assert len(logs(tmp_path)) == 1
+
+    journal.fold_logs()
+
+    assert states(tmp_path) == [(1, "sent", 1), (2, "pending", 1), (3, "pending", 0)]
+    assert logs(tmp_path) == []
+
+
+def test_a_killed_processs_log_is_folded_once_by_the_next_journal(tmp_path: Path) -> None:
+    journal, run = started_run(tmp_path)
+    journal.begin(run, 1)
+    journal.finish(run, 1, "sent", 250, "ok")
+    journal.begin(run, 2)
+    [log] = logs(tmp_path)
+    with log.open("ab") as torn:  # the last write, cut short by a power loss
+        torn.write(b'["finish","sent",250,"ok"')
+
+    later = Journal(journal_path(tmp_path), "job")
+    later.fold_logs()
+    later.fold_logs()
+
+    assert states(tmp_path) == [(1, "sent", 1), (2, "pending", 1), (3, "pending", 0)]
+    assert logs(tmp_path) == []
+
+
+def test_a_log_noted_as_folded_is_not_applied_again(tmp_path: Path) -> None:
+    """A crash between the fold's commit and the file's deletion leaves both behind."""
+    journal, run = started_run(tmp_path)
+    journal.begin(run, 1)
+    [log] = logs(tmp_path)
+    with sqlite3.connect(journal_path(tmp_path)) as db:
+        db.execute("UPDATE deliveries SET attempts = 1 WHERE seq = 1")
+        db.execute("INSERT INTO folded_logs VALUES (?)", (log.name,))
+
+    Journal(journal_path(tmp_path), "job").fold_logs()
+
+    assert states(tmp_path)[0] == (1, "pending", 1)
+    assert logs(tmp_path) == []
+
+
+def test_each_job_folds_only_its_own_logs(tmp_path: Path) -> None:
+    """Jobs sharing a state directory send at the same time, each under its own lock."""
+    first, first_run = started_run(tmp_path, "first")
+    first.begin(first_run, 1)
+    other = Journal(journal_path(tmp_path), "other")
+
+    other.fold_logs()
+
+    assert len(logs(tmp_path)) == 1
+    assert states(tmp_path)[0] == (1, "pending", 0)
+
+
+def test_a_damaged_log_is_an_error_naming_it(tmp_path: Path) -> None:
+    journal, run = started_run(tmp_path)
+    journal.begin(run, 1)
+    [log] = logs(tmp_path)
+    with log.open("ab") as damaged:
+        damaged.write(b"not json\n")
+
+    later = Journal(journal_path(tmp_path), "job")
+    with pytest.raises(StateError, match=r"journal log .*\.log is damaged at line 2"):
+        later.fold_logs()
+    assert states(tmp_path)[0] == (1, "pending", 0)  # nothing of it applied
+    assert later.reached(run.run_id) == 0  # and the journal is still usable
