@@ -28,6 +28,11 @@ CASES: dict[str, dict[str, Any]] = {
         "subject": "Ünïcödé report for {{ name }}: 5 € ✓ " + "lang " * 20,
     },
     "long lines": {"recipients": [{"email": "a@example.com", "name": "A", "team": LONG_LINE}]},
+    # RFC 5321 4.5.2: a line of one dot would end the message early unless it is doubled.
+    "lines that start with a dot": {
+        "recipients": [{"email": "a@example.com", "name": "A", "team": "core\n.\n..two\n.end"}],
+        "template": {"html": None},
+    },
     "text only": {"template": {"html": None}},
     "html only": {"template": {"text": None}},
     "several attachments": {"attachments": ["files/*"]},
