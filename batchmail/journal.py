@@ -71,13 +71,15 @@ CREATE TEMP TABLE IF NOT EXISTS staged (
 FINAL_STATES = frozenset({"sent"})
 FOLD_EVERY = 10_000  # records a sending process appends before it folds them into SQLite
 _BEGIN, _FINISH = "begin", "finish"
-_APPLY = {
-    _BEGIN: "UPDATE deliveries SET state = 'pending', attempts = attempts + 1, "
-    "invocation = ?, updated = ? WHERE run_id = ? AND seq = ?",
-    _FINISH: "UPDATE deliveries SET state = ?, code = ?, response = ?, invocation = ?, "
-    "updated = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-    "WHERE run_id = ? AND seq = ?",
-}
+# One statement for both kinds of record, so that a log is applied with one executemany:
+# ?2 is 1 for a begin (an attempt starts; the last reply stays) and 0 for a finish.
+_APPLY = (
+    "UPDATE deliveries SET state = ?1, attempts = attempts + ?2, "
+    "code = CASE WHEN ?2 THEN code ELSE ?3 END, "
+    "response = CASE WHEN ?2 THEN response ELSE ?4 END, "
+    "invocation = ?5, updated = ?6, sent_at = CASE WHEN ?1 = 'sent' THEN ?6 ELSE sent_at END "
+    "WHERE run_id = ?7 AND seq = ?8"
+)
 
 
 class JobLocked(BatchmailError):
@@ -285,13 +287,12 @@ class Journal:
 
     def begin(self, run: Run, seq: int) -> None:
         """Recorded before the SMTP transaction starts."""
-        self._append([_BEGIN, run.invocation, self.clock(), run.run_id, seq])
+        self._append([_BEGIN, run.run_id, seq, run.invocation, self.clock()])
 
     def finish(self, run: Run, seq: int, state: str, code: int | None, response: str) -> None:
         """Recorded right after the server's reply."""
-        now = self.clock()
         self._append(
-            [_FINISH, state, code, response, run.invocation, now, state, now, run.run_id, seq]
+            [_FINISH, run.run_id, seq, run.invocation, self.clock(), state, code, response]
         )
 
     def _append(self, record: list[Any]) -> None:
@@ -322,10 +323,7 @@ class Journal:
         a crash before the file is deleted never applies it twice."""
         with self._write() as db:
             if not db.execute("SELECT 1 FROM folded_logs WHERE name = ?", (path.name,)).fetchone():
-                for record in read_records(path):
-                    if record[0] not in _APPLY:
-                        raise StateError(f"the journal log {path} has an unknown record {record}")
-                    db.execute(_APPLY[record[0]], record[1:])
+                db.executemany(_APPLY, (_parameters(record, path) for record in read_records(path)))
                 db.execute("INSERT INTO folded_logs VALUES (?)", (path.name,))
         try:
             path.unlink()
@@ -396,6 +394,16 @@ class Journal:
             (run.invocation, run.run_id),
         )
         return dict(rows)
+
+
+def _parameters(record: list[Any], path: Path) -> tuple[Any, ...]:
+    """A record as the parameters of _APPLY."""
+    match record:
+        case [kind, run_id, seq, invocation, when] if kind == _BEGIN:
+            return ("pending", 1, None, None, invocation, when, run_id, seq)
+        case [kind, run_id, seq, invocation, when, state, code, response] if kind == _FINISH:
+            return (state, 0, code, response, invocation, when, run_id, seq)
+    raise StateError(f"the journal log {path} has a record batchmail does not know: {record}")
 
 
 @contextmanager
