@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -68,13 +68,13 @@ class Composer:
         self._room = keep_bytes
 
     def recipients(
-        self, problems: list[Problem], *, second_pass: bool = False
+        self, problems: list[Problem], *, second_pass: bool = False, warn: Warn | None = None
     ) -> Iterator[Recipient]:
         """The job's recipients. A second pass skips what the validation pass did: the address
         checks and the warnings."""
         if second_pass:
             return self.source.second_pass()
-        return self.source.first_pass(problems, self.warn)
+        return self.source.first_pass(problems, warn or self.warn)
 
     def compose(self, recipient: Recipient) -> Message:
         rendered = self.renderer.render(recipient)
@@ -212,37 +212,103 @@ def _signer(job: Job) -> Signer | None:
     return Signer(job.dkim)
 
 
+@dataclass
+class ShardValidation:
+    """What one process's validation pass found, for its shard of the recipients: every row is
+    read and checked by each process, the messages of seq % count == index are built."""
+
+    count: int = 0
+    digest: int = 0  # sum of the messages' SHA-256: the same whichever process built which
+    problems: list[tuple[tuple[int, int], Problem]] = field(default_factory=list)  # (order, it)
+    hidden: int = 0
+    warnings: list[str] = field(default_factory=list)
+    repeated_rows: set[int] = field(default_factory=set)  # for a second pass elsewhere
+
+    def add(self, order: tuple[int, int], problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            if len(self.problems) < MAX_LISTED_PROBLEMS:
+                self.problems.append((order, problem))
+            else:
+                self.hidden += 1
+
+
 def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) -> Validation:
-    """Render and build every message once, without sending, and collect every problem.
+    """Render and build every message once, without sending, and collect every problem."""
+    shard = validate_shard(composer, stage)
+    return merge(composer, [shard])
+
+
+def validate_shard(
+    composer: Composer,
+    stage: Callable[[Staged], None] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> ShardValidation:
+    """The validation pass over one shard (index, count). Problems with the rows themselves, and
+    the warnings, are the first shard's to report: every shard meets them."""
+    result = ShardValidation()
+    index, count = shard
+    rows: list[Problem] = []
+    warn = result.warnings.append if index == 0 else _ignore
+    seq = 0
+    for recipient in composer.recipients(rows, warn=warn):
+        seq = recipient.seq
+        if rows:  # rows refused since the last recipient come before this one
+            result.add((seq, 0), rows if index == 0 else ())
+            rows.clear()
+        if seq % count == index:
+            _validate_one(composer, recipient, result, stage)
+    result.add((seq + 1, 0), rows if index == 0 else ())
+    result.repeated_rows = composer.source.repeated_rows()
+    return result
+
+
+def _ignore(_: str) -> None:
+    return None
+
+
+def _validate_one(
+    composer: Composer,
+    recipient: Recipient,
+    result: ShardValidation,
+    stage: Callable[[Staged], None] | None,
+) -> None:
+    try:
+        message = composer.compose(recipient)
+        message_id = composer.message_id(_PLACEHOLDER_RUN, recipient.seq)
+        data, size = composer.check(message, message_id=message_id, date=_PLACEHOLDER_DATE)
+    except InvalidJobError as exc:
+        result.add((recipient.seq, 1), exc.problems)
+        return
+    result.count += 1
+    digest = hashlib.sha256(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
+    digest.update(data)
+    result.digest += int.from_bytes(digest.digest())
+    composer.keep(recipient.seq, data)
+    if stage is not None:
+        stage(Staged(recipient.seq, recipient.email, size, message.attachment_names))
+
+
+def merge(composer: Composer, shards: list[ShardValidation]) -> Validation:
+    """The whole job's validation from its shards' (raises InvalidJobError listing problems),
+    after the first shard's warnings.
 
     The digest covers every envelope and message apart from Date and Message-ID: it changes
-    exactly when a recipient would receive something different.
-    """
-    result = Validation()
-    digest = hashlib.sha256()
-    for recipient in composer.recipients(result.problems):
-        try:
-            message = composer.compose(recipient)
-            message_id = composer.message_id(_PLACEHOLDER_RUN, recipient.seq)
-            data, size = composer.check(message, message_id=message_id, date=_PLACEHOLDER_DATE)
-        except InvalidJobError as exc:
-            result.problems.extend(exc.problems)
-            continue
-        result.count += 1
-        digest.update(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
-        digest.update(data)
-        composer.keep(recipient.seq, data)
-        if stage is not None:
-            stage(Staged(recipient.seq, recipient.email, size, message.attachment_names))
-    result.digest = digest.hexdigest()
+    exactly when a recipient would receive something different."""
+    for warning in shards[0].warnings:
+        composer.warn(warning)
+    problems = sorted((p for s in shards for p in s.problems), key=lambda p: p[0])
+    hidden = sum(s.hidden for s in shards) + max(0, len(problems) - MAX_LISTED_PROBLEMS)
+    result = Validation(count=sum(s.count for s in shards))
+    result.problems = [problem for _, problem in problems[:MAX_LISTED_PROBLEMS]]
+    total = sum(s.digest for s in shards) % (1 << 256)
+    result.digest = hashlib.sha256(f"{result.count}:{total:064x}".encode()).hexdigest()
+    if result.problems:
+        raise InvalidJobError(result.problems, hidden=hidden)
     _check_count(composer.job, result)
     return result
 
 
 def _check_count(job: Job, result: Validation) -> None:
-    if result.problems:
-        shown = result.problems[:MAX_LISTED_PROBLEMS]
-        raise InvalidJobError(shown, hidden=len(result.problems) - len(shown))
     where = job.recipients_file_where if job.recipients_file else display_path(job.path)
     if result.count == 0:
         raise invalid(where, "the job has no recipients")

@@ -76,6 +76,15 @@ class RecipientSource:
                 f"{origins[0]}: {key} appears {len(origins)} times ({listed}): it gets one message"
             )
 
+    def repeated_rows(self) -> set[int]:
+        """What the first pass learnt, for a second pass in another process (`adopt`)."""
+        if self._repeated_rows is None:
+            raise RuntimeError("the repeated rows are known after a first pass")
+        return self._repeated_rows
+
+    def adopt(self, repeated_rows: set[int]) -> None:
+        self._repeated_rows = repeated_rows
+
     def second_pass(self) -> Iterator[Recipient]:
         """The first pass's recipients again, without its checks and warnings."""
         if self._repeated_rows is None:
