@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compose import KEPT_BYTES, Composer, Validation, validate
+from .compose import (
+    KEPT_BYTES,
+    Composer,
+    ShardValidation,
+    Validation,
+    merge,
+    validate,
+    validate_shard,
+)
 from .errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -28,7 +36,7 @@ from .job import Job, display_path, load_job
 from .journal import Journal, Run, job_lock, journal_path, report_status
 from .oauth2 import credentials_for
 from .outputs import UNDELIVERED, append_step_summary, write_failed_csv, write_junit
-from .parallel import send_in_processes
+from .parallel import Go, ShardProcesses
 from .preview import write_index
 from .ratelimit import QUOTA_SPAN, RateLimiter
 from .recipients import Warn
@@ -115,23 +123,57 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         journal = Journal(journal_path(state_dir), job.name)
         stack.callback(journal.close)
         journal.fold_logs()  # what a killed run recorded last
+        journal.clear_staging()
+        team: ShardProcesses | None = None
+        processes = options.processes or sending_processes(job)
+        if processes > 1:
+            write_lock = multiprocessing.get_context("fork").Lock()
+            work = _ShardWork(
+                options,
+                job,
+                composer,
+                journal.path,
+                report,
+                started,
+                out,
+                processes,
+                transports,
+                credentials,
+                write_lock,
+            )
+            with journal.closed_for_fork():
+                team = stack.enter_context(ShardProcesses(processes, work.validate, work.send))
         try:
-            with journal.staging() as stage:
-                validation = validate(composer, stage)
+            validation = _validated(composer, journal, team)
             check_count(job, validation, options.expect_count)
             check_digest(job, validation, options.expected_digest)
         except InvalidJobError as exc:
+            journal.clear_staging()
             head = ReportHead(
                 job.name, options.dry_run, started, time.time(), "invalid", errors=exc.lines()
             )
             write_report(report, head, full_summary({}), [])
             raise
-        run = choose_run(journal, job, validation, new_run=options.new_run or options.dry_run)
+        try:
+            run = choose_run(journal, job, validation, new_run=options.new_run or options.dry_run)
+        except InvalidJobError:
+            journal.clear_staging()
+            raise
         if credentials is not None:
             credentials.prepare()  # after validation: an invalid job contacts nothing
         invocation = _Invocation(options, job, composer, journal, run, report, started, out)
-        return invocation.send(transports)
+        return invocation.send(transports, team, credentials)
     raise AssertionError("unreachable")
+
+
+def _validated(composer: Composer, journal: Journal, team: ShardProcesses | None) -> Validation:
+    """The validation pass, here or in the forked processes (each its share)."""
+    if team is None:
+        with journal.staging() as stage:
+            return validate(composer, stage)
+    shards = team.validations()
+    composer.source.adopt(shards[0].repeated_rows)  # for the CI outputs' second pass
+    return merge(composer, shards)
 
 
 def check_digest(job: Job, validation: Validation, expected: str | None) -> None:
@@ -165,11 +207,21 @@ class _Invocation:
     started: float
     out: Path | None
 
-    def send(self, transports: Callable[[], Transport]) -> RunResult:
+    def send(
+        self,
+        transports: Callable[[], Transport],
+        team: ShardProcesses | None,
+        credentials: Credentials | None,
+    ) -> RunResult:
         job, journal, run = self.job, self.journal, self.run
         to_send = run.total - journal.summary(run).get("skipped", 0)
         self.options.on_start(to_send, job, run.run_id)
-        halt, sent_now = self._send_all(transports)
+        if team is None:
+            runner = self._runner(transports)
+            halt, sent_now = runner.run(run), runner.sent_now
+        else:
+            shared = credentials.shared() if credentials is not None else None
+            halt, sent_now = team.send(Go(run, shared), self.options.stop)
         self._fold_records(halt)
         if halt is not None and halt.reason in ("quota", "connection"):
             journal.defer_pending(run, halt.message)
@@ -207,35 +259,13 @@ class _Invocation:
                 raise halt.error from None
             raise
 
-    def _send_all(self, transports: Callable[[], Transport]) -> tuple[Halt | None, int]:
-        """Send from this process, or from one forked process per shard; the halt, if any, and
-        how many messages went."""
-        processes = self.options.processes or sending_processes(self.job)
-        if processes == 1:
-            runner = self._runner(transports)
-            return runner.run(self.run), runner.sent_now
-        sessions = -(-self.job.rate.connections // processes)
-        write_lock = multiprocessing.get_context("fork").Lock()
-        with self.journal.closed_for_fork():
-            return send_in_processes(
-                lambda shard: self._runner(transports, shard, sessions, write_lock=write_lock),
-                self.run,
-                processes,
-                self.options.stop,
-            )
-
     def _runner(
         self,
         transports: Callable[[], Transport],
         shard: tuple[int, int] = (0, 1),
         connections: int = 0,
-        *,
-        write_lock: AbstractContextManager[Any] | None = None,
     ) -> Runner:
-        job, stop = self.job, self.options.stop
-        journal = self.journal
-        if write_lock is not None:  # in a forked process: an SQLite handle must not cross a fork
-            journal = Journal(self.journal.path, job.name, write_lock=write_lock)
+        job, stop, journal = self.job, self.options.stop, self.journal
         limiter = RateLimiter(
             job.rate.windows(),
             clock=time.time,
@@ -295,6 +325,49 @@ class _Invocation:
             for d in self.journal.deliveries(self.run)
         )
         write_report(self.report, head, summary, entries)
+
+
+@dataclass
+class _ShardWork:
+    """What a forked process does with its share of the recipients: validate it, then, when
+    the parent says so, send it. Created in the parent; each process runs its own copy."""
+
+    options: RunOptions
+    job: Job
+    composer: Composer
+    journal_file: Path
+    report: Path
+    started: float
+    out: Path | None
+    processes: int
+    transports: Callable[[], Transport]
+    credentials: Credentials | None
+    write_lock: AbstractContextManager[Any]  # the processes' turns at writing the journal
+    journal: Journal | None = None
+
+    def validate(self, shard: tuple[int, int]) -> ShardValidation:
+        # An SQLite connection of its own: one must never cross a fork.
+        self.journal = Journal(self.journal_file, self.job.name, write_lock=self.write_lock)
+        with self.journal.staging() as stage:
+            return validate_shard(self.composer, stage, shard)
+
+    def send(self, shard: tuple[int, int], go: Go) -> tuple[Halt | None, int]:
+        assert self.journal is not None
+        if self.credentials is not None:
+            self.credentials.adopt(go.credentials)
+        invocation = _Invocation(
+            self.options,
+            self.job,
+            self.composer,
+            self.journal,
+            go.run,
+            self.report,
+            self.started,
+            self.out,
+        )
+        sessions = -(-self.job.rate.connections // self.processes)
+        runner = invocation._runner(self.transports, shard, sessions)
+        return runner.run(go.run), runner.sent_now
 
 
 def sending_processes(job: Job) -> int:

@@ -63,9 +63,10 @@ CREATE TABLE IF NOT EXISTS folded_logs (
     name TEXT PRIMARY KEY   -- a record log folded in, until its file is deleted
 );
 CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at) WHERE sent_at IS NOT NULL;
-CREATE TEMP TABLE IF NOT EXISTS staged (
-    seq INTEGER PRIMARY KEY, email TEXT NOT NULL, size INTEGER, attachments TEXT
-);
+CREATE TABLE IF NOT EXISTS staging (  -- validated recipients, until a run takes them over
+    job TEXT NOT NULL, seq INTEGER NOT NULL, email TEXT NOT NULL, size INTEGER, attachments TEXT,
+    PRIMARY KEY (job, seq)
+) WITHOUT ROWID;
 """
 
 FINAL_STATES = frozenset({"sent"})
@@ -201,16 +202,22 @@ class Journal:
 
     # --- the validation pass stages every recipient; a new run takes them over ---
 
+    def clear_staging(self) -> None:
+        """Before a validation pass: what an earlier one of this job staged is stale."""
+        with self._write() as db:
+            db.execute("DELETE FROM staging WHERE job = ?", (self.job,))
+
     @contextmanager
     def staging(self, batch: int = 1000) -> Iterator[Callable[[Staged], None]]:
-        """A callback that stages validated recipients, written in batches."""
+        """A callback that stages validated recipients, written in batches (by several
+        processes at once, each validating a share of the recipients)."""
         rows: list[Staged] = []
 
         def flush() -> None:
             with self._write() as db:
                 db.executemany(
-                    "INSERT OR REPLACE INTO temp.staged VALUES (?, ?, ?, ?)",
-                    ((r.seq, r.email, r.size, json.dumps(r.attachments)) for r in rows),
+                    "INSERT OR REPLACE INTO staging VALUES (?, ?, ?, ?, ?)",
+                    ((self.job, r.seq, r.email, r.size, json.dumps(r.attachments)) for r in rows),
                 )
             rows.clear()
 
@@ -247,14 +254,15 @@ class Journal:
             )
             db.execute(
                 "INSERT INTO deliveries (run_id, seq, email, state, size, attachments) "
-                "SELECT ?, seq, email, 'pending', size, attachments FROM temp.staged",
-                (run_id,),
+                "SELECT ?, seq, email, 'pending', size, attachments FROM staging WHERE job = ?",
+                (run_id, self.job),
             )
-            db.execute("DELETE FROM temp.staged")
+        self.clear_staging()
         return self._invoke(run_id, digest, total, resumed=False)
 
     def resume_run(self, run_id: str) -> Run:
         [(digest, total)] = self._read("SELECT digest, total FROM runs WHERE run_id = ?", (run_id,))
+        self.clear_staging()
         return self._invoke(run_id, digest, total, resumed=True)
 
     def _invoke(self, run_id: str, digest: str, total: int, *, resumed: bool) -> Run:

@@ -53,6 +53,12 @@ class XOAuth2Credentials(Credentials):
         # share this one token instead of each asking the endpoint.
         self.tokens.prefetch()
 
+    def shared(self) -> object:
+        return self.tokens.shared()
+
+    def adopt(self, shared: object) -> None:
+        self.tokens.adopt(shared)
+
     def authenticate(self, conn: smtplib.SMTP) -> None:
         offered = conn.esmtp_features.get("auth", "").upper().split()
         if "XOAUTH2" not in offered:
@@ -127,6 +133,15 @@ class TokenSource:
             self.token()
         except ConnectFailure as failure:
             self._failure = failure
+
+    def shared(self) -> tuple[str | None, float, ConnectFailure | None]:
+        """The token (or the refusal) as prefetched, for another process to adopt."""
+        with self._lock:
+            return self._token, self._expires, self._failure
+
+    def adopt(self, shared: object) -> None:
+        if isinstance(shared, tuple):  # time.monotonic() is the same clock in every process
+            self._token, self._expires, self._failure = shared
 
     def token(self) -> str:
         """The access token; raises ConnectFailure when the token endpoint refuses."""

@@ -1,10 +1,15 @@
-"""Sending from several processes: rendering and building messages is CPU-bound, and one
-Python process uses one core. Each process sends its own share of the recipients
-(`seq % processes`) over its own SMTP sessions and records them in the shared journal.
+"""Validating and sending from several processes: rendering and building messages is CPU-bound,
+and one Python process uses one core.
+
+The processes are forked before the validation pass. Each validates its own share of the
+recipients (`seq % processes`) and keeps what it built; the parent merges the shares' results,
+and only when the whole job is valid does it tell them to send, each its share over its own
+SMTP sessions. Nothing is sent while any share is invalid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -14,14 +19,26 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
-from .errors import BatchmailError
+from .compose import ShardValidation
+from .errors import BatchmailError, InvalidJobError, Problem
 from .journal import Run
-from .runner import Halt, Runner
+from .runner import Halt
 
 _PR_SET_PDEATHSIG = 1
 # When halts differ between processes, the one reported is the most severe.
 _SEVERITY = ("error", "connection", "sender_refused", "quota", "interrupted")
+
+Shard = tuple[int, int]  # (index, count)
+
+
+@dataclass(frozen=True)
+class Go:
+    """The parent's word to send: the run chosen, and what the parent prepared to share."""
+
+    run: Run
+    credentials: Any = None  # Credentials.shared(): a token fetched once for every process
 
 
 @dataclass(frozen=True)
@@ -30,38 +47,94 @@ class ShardResult:
     halt: tuple[str, str, int] | None  # reason, message, exit code of a BatchmailError
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A share that is invalid as a whole (an unreadable data file, say), or failed."""
+
+    problems: list[Problem]
+    hidden: int
+    error: tuple[str, int] | None = None  # message and exit code, for any other failure
+
+
 class ShardError(BatchmailError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
 
 
-def send_in_processes(
-    make_runner: Callable[[tuple[int, int]], Runner],
-    run: Run,
-    processes: int,
-    stop: threading.Event,
-) -> tuple[Halt | None, int]:
-    """Run one Runner per shard in forked processes; return the worst halt and the sent count.
+class ShardProcesses:
+    """Forked processes that validate their shares, then send them when told to.
 
-    Must be called with no other threads running: a fork copies only the calling thread.
-    """
-    context = multiprocessing.get_context("fork")
-    children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
-    for index in range(processes):
-        receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(make_runner, (index, processes), run, sender))
-        child.start()
-        sender.close()
-        children.append((child, receiver))
-    results = _collect(children, stop)
-    return _worst_halt(results), sum(r.sent_now for r in results)
+    Must be created with no other threads running: a fork copies only the calling thread."""
+
+    def __init__(
+        self,
+        processes: int,
+        validate: Callable[[Shard], ShardValidation],
+        send: Callable[[Shard, Go], tuple[Halt | None, int]],
+    ):
+        context = multiprocessing.get_context("fork")
+        self._children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self._told = False
+        for index in range(processes):
+            parent_end, child_end = context.Pipe()
+            shard = (index, processes)
+            child = context.Process(target=_child, args=(child_end, shard, validate, send))
+            child.start()
+            child_end.close()
+            self._children.append((child, parent_end))
+
+    def validations(self) -> list[ShardValidation]:
+        """Every share's validation, in shard order; raises as a whole job's pass would."""
+        results = []
+        for child, connection in self._children:
+            result = _receive(child, connection)
+            if isinstance(result, _Refused):
+                if result.error is not None:
+                    raise ShardError(*result.error)
+                raise InvalidJobError(result.problems, hidden=result.hidden)
+            results.append(result)
+        return results
+
+    def send(self, go: Go, stop: threading.Event) -> tuple[Halt | None, int]:
+        """Tell every process to send; the worst halt and how many messages went."""
+        self._tell(go)
+        results = _collect(self._children, stop)
+        return _worst_halt(results), sum(r.sent_now for r in results)
+
+    def close(self) -> None:
+        """Processes not told to send are told not to; all are waited for."""
+        if not self._told:
+            self._tell(None)
+        for child, connection in self._children:
+            connection.close()
+            child.join()
+
+    def _tell(self, go: Go | None) -> None:
+        self._told = True
+        for _, connection in self._children:
+            with contextlib.suppress(OSError):  # one that died: _collect says so
+                connection.send(go)
+
+    def __enter__(self) -> ShardProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _receive(child: multiprocessing.process.BaseProcess, connection: Connection) -> Any:
+    try:
+        return connection.recv()
+    except EOFError:
+        child.join()
+        raise ShardError(f"a sending process died ({child.exitcode})", 70) from None
 
 
 def _collect(
     children: list[tuple[multiprocessing.process.BaseProcess, Connection]], stop: threading.Event
 ) -> list[ShardResult]:
-    waiting = {receiver: child for child, receiver in children}
+    waiting = {connection: child for child, connection in children}
     results: list[ShardResult] = []
     forwarded = False
     while waiting:
@@ -78,29 +151,60 @@ def _collect(
                 results.append(
                     ShardResult(0, ("error", f"a sending process died ({child.exitcode})", 70))
                 )
-            child.join()
     return results
 
 
 def _child(
-    make_runner: Callable[[tuple[int, int]], Runner],
-    shard: tuple[int, int],
-    run: Run,
-    results: Connection,
+    connection: Connection,
+    shard: Shard,
+    validate: Callable[[Shard], ShardValidation],
+    send: Callable[[Shard, Go], tuple[Halt | None, int]],
 ) -> None:
     _die_with_parent()
     try:
-        runner = make_runner(shard)
-        halt = runner.run(run)
-        results.send(ShardResult(runner.sent_now, _portable(halt)))
-    except BaseException as exc:  # reported to the parent, which raises it
-        # Not through sys.stderr: its lock may have been held by a parent thread at the fork.
-        os.write(2, traceback.format_exc().encode())
-        results.send(ShardResult(0, ("error", str(exc), getattr(exc, "exit_code", 70))))
+        validated = _validate(validate, shard)
+        connection.send(validated)
+        if isinstance(validated, _Refused):
+            return
+        go = connection.recv()
+        if go is not None:
+            connection.send(_send(send, shard, go))
+    except (EOFError, OSError):  # the parent is gone or stopped listening
+        pass
     finally:
-        results.close()
-        # Skip the interpreter's clean-up: it would close the parent's inherited SQLite handle.
+        connection.close()
+        # Skip the interpreter's clean-up: it would close the parent's inherited handles.
         os._exit(0)
+
+
+def _validate(
+    validate: Callable[[Shard], ShardValidation], shard: Shard
+) -> ShardValidation | _Refused:
+    try:
+        return validate(shard)
+    except InvalidJobError as exc:
+        return _Refused(list(exc.problems), exc.hidden)
+    except BaseException as exc:  # reported to the parent, which raises it
+        return _Refused([], 0, _failure(exc))
+
+
+def _send(
+    send: Callable[[Shard, Go], tuple[Halt | None, int]], shard: Shard, go: Go
+) -> ShardResult:
+    try:
+        halt, sent_now = send(shard, go)
+    except BaseException as exc:  # reported to the parent, which raises it
+        return ShardResult(0, ("error", *_failure(exc)))
+    return ShardResult(sent_now, _portable(halt))
+
+
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """An error to raise in the parent: message and exit code. A bug's traceback is shown."""
+    if isinstance(exc, BatchmailError):
+        return str(exc), exc.exit_code
+    # Not through sys.stderr: its lock may have been held by a parent thread at the fork.
+    os.write(2, traceback.format_exc().encode())
+    return str(exc), 70
 
 
 def _die_with_parent() -> None:

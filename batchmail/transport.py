@@ -55,6 +55,13 @@ class Credentials:
     def prepare(self) -> None:
         """Called once the job is valid, before any session opens: a place to fetch tokens."""
 
+    def shared(self) -> object:
+        """What `prepare` got, for the sending processes (forked before it) to `adopt`."""
+        return None
+
+    def adopt(self, shared: object) -> None:
+        """Take over what `prepare` got in the parent process."""
+
     def authenticate(self, conn: smtplib.SMTP) -> None:
         """AUTH on an open session; `oauth2.XOAuth2Credentials` overrides it with XOAUTH2."""
         conn.login(self.username, self.password)

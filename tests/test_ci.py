@@ -27,16 +27,18 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.parametrize("connections", [1, 2])  # 2: validated and sent by two processes
 def test_junit_failed_csv_and_step_summary(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    connections: int,
 ) -> None:
     script = Script(rcpt_replies={"user2@example.com": [REFUSED], "user5@example.com": [REFUSED]})
     server = smtp_server(script=script)
     people = [{**r, "amount": i, "tags": ["a", "b"]} for i, r in enumerate(recipients(6))]
-    job = make_job(tmp_path, server.port, recipients=people)
+    job = make_job(tmp_path, server.port, recipients=people, rate={"connections": connections})
     summary = tmp_path / "step-summary.md"
     summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))

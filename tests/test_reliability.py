@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -593,3 +594,46 @@ def test_parallel_processes_journal_under_read_write_pressure(
 
     assert result.code == 0, result.err
     assert len(delivered(server)) == 2000
+
+
+def test_parallel_validation_refuses_a_problem_in_any_share_and_lists_all_in_order(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each process validates its share; nothing is sent when any share is invalid, and the
+    problems read as one pass would list them."""
+    server = smtp_server()
+    people = recipients(10)
+    del people[3]["team"]  # row 4: its message cannot be rendered (the first share)
+    people[5]["email"] = "not-an-address"  # row 6: refused as a row
+    del people[7]["team"]  # row 8: its message cannot be rendered (the second share)
+    job = make_job(tmp_path, server.port, recipients=people, rate={"connections": 2})
+    result = run_cli(capsys, "run", job)
+
+    assert result.code == 2
+    assert server.connections == 0
+    lines = result.err.splitlines()
+    assert len(lines) == 3, result.err
+    assert re.search(r"'team' is undefined.*user4@example\.com", lines[0])
+    assert "'not-an-address' is not a valid address" in lines[1]
+    assert re.search(r"'team' is undefined.*user8@example\.com", lines[2])
+
+
+def test_parallel_validation_warns_once_and_matches_one_process(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repeated address is reported once, not by every process; and the inputs' digest does
+    not depend on how many processes built the messages: the same job with one session is the
+    same, finished run."""
+    server = smtp_server()
+    people = [*recipients(9), recipients(3)[2]]
+    job = make_job(tmp_path, server.port, recipients=people, rate={"connections": 2})
+    first = run_cli(capsys, "run", job)
+    assert first.code == 0, first.err
+    assert first.err.count("user3@example.com appears 2 times") == 1
+    assert len(server.messages) == 9
+
+    make_job(tmp_path, server.port, recipients=people, rate={"connections": 1})
+    again = run_cli(capsys, "run", job)
+    assert again.code == 0, again.err
+    assert "9 skipped" in again.out
+    assert len(server.messages) == 9
