@@ -20,7 +20,7 @@ from .journal import Journal, Run
 from .mime import date_header
 from .ratelimit import Clock, QuotaReached, RateLimiter
 from .recipients import Recipient
-from .transport import Envelope, Outcome, Transport
+from .transport import Envelope, Outcome, Route, Transport
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
 # The same permanent refusal of our sender this many times in a row means every further message
@@ -172,16 +172,23 @@ class Runner:
             self._halt(Halt("error", str(exc), exc))
             return
         try:
-            for recipient in recipients:
-                if self._stopping():
-                    return
-                self._deliver(run, transport, recipient, attempt)
+            upcoming = next(recipients, None)
+            while upcoming is not None and not self._stopping():
+                recipient, upcoming = upcoming, next(recipients, None)
+                self._deliver(run, transport, recipient, attempt, upcoming)
         except BaseException as exc:  # raised in the main thread
             self._halt(Halt("error", str(exc), exc))
         finally:
             transport.close()
 
-    def _deliver(self, run: Run, transport: Transport, recipient: Recipient, attempt: int) -> None:
+    def _deliver(
+        self,
+        run: Run,
+        transport: Transport,
+        recipient: Recipient,
+        attempt: int,
+        upcoming: Recipient | None,
+    ) -> None:
         try:
             self.limiter.acquire()
             transport.open()  # before the journal marks anything: a refused session sends nothing
@@ -197,8 +204,11 @@ class Runner:
         envelope = self._envelope(recipient, message_id)
         self.journal.begin(run, recipient.seq)
         started = self.clock()
+        # Announcing the next message's envelope early keeps its DATA open until its turn: only
+        # when nothing paces the job, or a server would wait for it, even time out.
+        following = self._route(upcoming) if upcoming is not None and self.unpaced else None
         try:
-            outcome = transport.send(envelope)
+            outcome = transport.send(envelope, following)
         except ConnectFailure as exc:
             outcome = Outcome("deferred", None, str(exc))
             self._halt(Halt("connection", str(exc), exc))
@@ -209,12 +219,19 @@ class Runner:
     def _envelope(self, recipient: Recipient, message_id: str) -> Envelope:
         date = date_header(self.clock())
         data = self.composer.message_bytes(recipient, message_id=message_id, date=date)
+        route = self._route(recipient)
+        return Envelope(route.seq, route.sender, route.recipient, data, route.smtputf8)
+
+    def _route(self, recipient: Recipient) -> Route:
         box, sender = recipient.mailbox, self.job.sender
         rcpt = box.ascii_address if box.ascii_address.isascii() else box.address
         mail_from = sender.ascii_address if sender.ascii_address.isascii() else sender.address
         # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
-        smtputf8 = box.smtputf8 or sender.smtputf8
-        return Envelope(recipient.seq, mail_from, rcpt, data, smtputf8)
+        return Route(recipient.seq, mail_from, rcpt, box.smtputf8 or sender.smtputf8)
+
+    @property
+    def unpaced(self) -> bool:
+        return not (self.job.rate.windows() or self.job.rate.batch_size)
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome

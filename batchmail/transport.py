@@ -18,12 +18,32 @@ _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """Where a message goes: all that MAIL FROM and RCPT TO need."""
+
+    seq: int
+    sender: str
+    recipient: str
+    smtputf8: bool = False
+
+    def commands(self) -> bytes:
+        """MAIL, RCPT and DATA, as one pipelined group (RFC 2920)."""
+        option = " SMTPUTF8" if self.smtputf8 else ""
+        text = f"MAIL FROM:<{self.sender}>{option}\r\nRCPT TO:<{self.recipient}>\r\nDATA\r\n"
+        return text.encode("utf-8" if self.smtputf8 else "ascii")
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     seq: int
     sender: str
     recipient: str
     data: bytes
     smtputf8: bool = False
+
+    @property
+    def route(self) -> Route:
+        return Route(self.seq, self.sender, self.recipient, self.smtputf8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +59,9 @@ class Outcome:
 class Transport(Protocol):
     def open(self) -> None: ...
 
-    def send(self, envelope: Envelope) -> Outcome: ...
+    def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
+        """`following`: the message this session sends next, if known."""
+        ...
 
     def close(self) -> None: ...
 
@@ -108,6 +130,9 @@ class SmtpTransport:
         self.context = tls_context(settings) if settings.security != "none" else None
         self.conn: smtplib.SMTP | None = None
         self.sent_on_conn = 0
+        # The next message whose MAIL, RCPT and DATA went out behind the last one's content
+        # (RFC 2920 3.1 lets content start a group): its replies are still to be read.
+        self.announced: Route | None = None
 
     @property
     def peer(self) -> str:
@@ -175,21 +200,26 @@ class SmtpTransport:
         conn.starttls(context=self.context)
         conn.ehlo()
 
-    def send(self, envelope: Envelope) -> Outcome:
-        """One transaction. A stale reused connection is reopened once and the message retried."""
+    def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
+        """One transaction. A stale reused connection is reopened once and the message retried.
+
+        `following`, the message to send next, has its envelope sent behind this message's
+        content, so that each message costs one round trip instead of two."""
+        if self.announced is not None and self.announced != envelope.route:
+            self.close()  # the announced one is not coming: end its DATA without a message
         if self.conn is None:
             self.open()
         try:
-            return self._transaction(envelope)
+            return self._transaction(envelope, following)
         except _StaleConnection:
             self.close()
             self.open()
             try:
-                return self._transaction(envelope)
+                return self._transaction(envelope, following)
             except _StaleConnection as exc:
                 return Outcome("deferred", None, f"connection lost before MAIL: {exc}")
 
-    def _transaction(self, envelope: Envelope) -> Outcome:
+    def _transaction(self, envelope: Envelope, following: Route | None) -> Outcome:
         conn = self.conn
         assert conn is not None
         if envelope.smtputf8 and not conn.has_extn("smtputf8"):
@@ -202,7 +232,7 @@ class SmtpTransport:
             )
         try:
             replies = self._envelope_replies(conn, envelope)
-            return self._after_envelope(conn, envelope, replies)
+            return self._after_envelope(conn, envelope, replies, following)
         except _AfterDot as exc:
             self.close()
             return Outcome("unknown", None, f"no reply after the message was sent: {exc}")
@@ -215,17 +245,14 @@ class SmtpTransport:
     def _envelope_replies(self, conn: smtplib.SMTP, envelope: Envelope) -> tuple[Reply, ...]:
         """Replies to MAIL, RCPT and DATA: in one round trip where the server allows
         PIPELINING (RFC 2920), else one command at a time, stopping at the first refusal."""
-        encoding = "utf-8" if envelope.smtputf8 else "ascii"
-        option = " SMTPUTF8" if envelope.smtputf8 else ""
-        commands = [
-            f"MAIL FROM:<{envelope.sender}>{option}",
-            f"RCPT TO:<{envelope.recipient}>",
-            "DATA",
-        ]
-        lines = [f"{command}\r\n".encode(encoding) for command in commands]
-        if conn.has_extn("pipelining"):
-            _io(conn.send, b"".join(lines), first_reply=True)
-            return tuple(_io(conn.getreply, first_reply=i == 0) for i in range(3))
+        group = envelope.route.commands()
+        if self.announced is not None or conn.has_extn("pipelining"):
+            if self.announced is None:
+                _io(conn.send, group, first_reply=True)
+            pipelined = tuple(_io(conn.getreply, first_reply=i == 0) for i in range(3))
+            self.announced = None  # its DATA is answered: a close may QUIT again
+            return pipelined
+        lines = group.splitlines(keepends=True)
         replies: list[Reply] = []
         for line, wanted in zip(lines, ((250,), (250, 251), (354,)), strict=True):
             _io(conn.send, line, first_reply=not replies)
@@ -235,7 +262,11 @@ class SmtpTransport:
         return tuple(replies)
 
     def _after_envelope(
-        self, conn: smtplib.SMTP, envelope: Envelope, replies: tuple[Reply, ...]
+        self,
+        conn: smtplib.SMTP,
+        envelope: Envelope,
+        replies: tuple[Reply, ...],
+        following: Route | None,
     ) -> Outcome:
         """Judge the envelope replies; send the content when all three accept."""
         mail, *others = replies
@@ -252,15 +283,17 @@ class SmtpTransport:
             return self._refused(*(rcpt or mail))
         if data is None or data[0] != 354:
             return self._refused(*(data or rcpt))
-        return self._content(conn, envelope)
+        return self._content(conn, envelope, following)
 
-    def _content(self, conn: smtplib.SMTP, envelope: Envelope) -> Outcome:
+    def _content(self, conn: smtplib.SMTP, envelope: Envelope, following: Route | None) -> Outcome:
         payload = envelope.data
         if payload.startswith(b".") or b"\n." in payload:  # a scan, much cheaper than the regex
             payload = _DOT_LINE.sub(b"..", payload)  # RFC 5321 4.5.2 transparency
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
-        _io(conn.send, payload + b".\r\n")
+        announced = following if following is not None and _can_announce(conn, following) else None
+        _io(conn.send, payload + b".\r\n" + (announced.commands() if announced else b""))
+        self.announced = announced
         try:
             code, reply = conn.getreply()
         except (smtplib.SMTPException, OSError) as exc:
@@ -286,12 +319,22 @@ class SmtpTransport:
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
+        announced, self.announced = self.announced, None
         if conn is None:
+            return
+        if announced is not None:  # in DATA: QUIT would be message text; no dot, no message
+            conn.close()
             return
         try:
             conn.quit()
         except (smtplib.SMTPException, OSError):
             conn.close()
+
+
+def _can_announce(conn: smtplib.SMTP, route: Route) -> bool:
+    return bool(conn.has_extn("pipelining")) and (
+        not route.smtputf8 or bool(conn.has_extn("smtputf8"))
+    )
 
 
 Reply = tuple[int, bytes]
@@ -330,7 +373,7 @@ class PreviewTransport:
         except OSError as exc:
             raise StateError(f"cannot create {out_dir}: {exc.strerror}") from None
 
-    def send(self, envelope: Envelope) -> Outcome:
+    def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
         path = self.out_dir / preview_name(envelope.seq, envelope.recipient)
         try:
             path.write_bytes(envelope.data)

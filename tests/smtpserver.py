@@ -223,6 +223,86 @@ class GreetingReject(_LoopServer):
         return _Mute(self, greeting=self.greeting)
 
 
+class _Announcements(asyncio.Protocol):
+    """A minimal pipelining SMTP session that notes, for each message, whether the client had
+    already sent the next message's MAIL when the message's final dot arrived."""
+
+    def __init__(self, owner: AnnouncementServer) -> None:
+        self._owner = owner
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._data: bytes | None = None  # the message being received, in DATA
+        self._held: asyncio.TimerHandle | None = None  # the reply to a final dot, held back
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._owner._track(transport)
+        self._transport.write(b"220 announcements\r\n")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._data is not None:
+            self._owner.unterminated.append(self._data)
+        self._owner._untrack(self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            if self._held is not None:  # a line after the dot, before its reply: announced
+                self._release(announced=True)
+            self._line(line + b"\n")
+
+    def _line(self, line: bytes) -> None:
+        assert self._transport is not None
+        if self._data is not None:
+            if line == b".\r\n":
+                self._owner.messages.append(self._data)
+                self._data = None
+                self._held = asyncio.get_running_loop().call_later(
+                    self._owner.wait, self._release, False
+                )
+            else:
+                self._data += line[1:] if line.startswith(b".") else line
+            return
+        verb = line[:4].upper()
+        self._owner.commands.append(verb.decode())
+        replies = {
+            b"EHLO": b"250-announcements\r\n250 PIPELINING\r\n",
+            b"DATA": b"354 go on\r\n",
+            b"QUIT": b"221 bye\r\n",
+        }
+        self._transport.write(replies.get(verb, b"250 OK\r\n"))
+        if verb == b"DATA":
+            self._data = b""
+        elif verb == b"QUIT":
+            self._transport.close()
+
+    def _release(self, announced: bool) -> None:
+        assert self._transport is not None
+        assert self._held is not None
+        self._held.cancel()
+        self._held = None
+        self._owner.announced.append(announced)
+        self._transport.write(b"250 queued\r\n")
+
+
+class AnnouncementServer(_LoopServer):
+    """See `_Announcements`. `announced[i]`: message i's dot came with the next MAIL behind it
+    (else its reply waits `wait` seconds for one); `unterminated`: sessions that ended in
+    DATA, without a final dot, so without a message."""
+
+    def __init__(self, wait: float = 0.3) -> None:
+        super().__init__()
+        self.wait = wait
+        self.messages: list[bytes] = []
+        self.announced: list[bool] = []
+        self.unterminated: list[bytes] = []
+        self.commands: list[str] = []
+
+    def _make_protocol(self) -> asyncio.BaseProtocol:
+        return _Announcements(self)
+
+
 class _Session(SMTP):
     """One SMTP connection to an `SmtpServer`, numbered and instrumented."""
 

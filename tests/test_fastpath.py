@@ -11,8 +11,11 @@ from typing import Any
 
 import jinja2
 import pytest
-from smtpserver import Script, SmtpServerFactory
+from smtpserver import AnnouncementServer, Script, SmtpServerFactory
 from support import HTML, PDF, PNG, TEXT, make_job, parse, recipients, report_of, run_cli
+
+from batchmail.job import load_job
+from batchmail.transport import Envelope, Route, SmtpTransport
 
 LONG_LINE = "word " * 300  # 1,500 characters on one line
 CASES: dict[str, dict[str, Any]] = {
@@ -171,3 +174,51 @@ def test_pipelining_is_used_only_where_offered(
     assert verbs[refused_at + 1] == "RSET"
     assert len(server.messages) == 2
     assert re.search(rb"^Message-ID: <", server.messages[0].data, re.MULTILINE)
+
+
+def test_each_message_carries_the_next_ones_envelope(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 2920 3.1: the next MAIL, RCPT and DATA follow a message's final dot in the same
+    group, so that each message costs one round trip: the server sees them before it
+    answers the dot (the last message has none to carry)."""
+    with AnnouncementServer() as server:
+        job = make_job(tmp_path, server.port, recipients=recipients(5))
+        assert run_cli(capsys, "run", job).code == 0
+
+    assert server.announced == [True, True, True, True, False]
+    assert [m.count(b"\r\nTo: User ") for m in server.messages] == [1] * 5
+    assert [re.search(rb"To: User (\d)", m)[1] for m in server.messages] == [  # type: ignore[index]
+        b"1", b"2", b"3", b"4", b"5",
+    ]  # fmt: skip
+    assert server.unterminated == []
+
+
+def test_a_paced_job_announces_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server would hold an announced DATA open while the pace makes it wait."""
+    with AnnouncementServer(wait=0.1) as server:
+        job = make_job(tmp_path, server.port, recipients=recipients(3), rate={"per_second": 50})
+        assert run_cli(capsys, "run", job).code == 0
+
+    assert server.announced == [False, False, False]
+
+
+def test_an_announced_message_that_does_not_follow_is_never_sent(tmp_path: Path) -> None:
+    """When the announced message does not come next (a stop, a retry), its open DATA ends
+    with the connection: no dot, so no message, and no QUIT sent as message text."""
+    with AnnouncementServer() as server:
+        settings = load_job(make_job(tmp_path, server.port)).smtp
+        transport = SmtpTransport(settings, None)
+        first = Envelope(1, "a@example.com", "b@example.com", b"Subject: 1\r\n\r\none\r\n")
+        announced = Route(2, "a@example.com", "c@example.com")
+        assert transport.send(first, announced).state == "sent"
+        other = Envelope(3, "a@example.com", "d@example.com", b"Subject: 3\r\n\r\nthree\r\n")
+        assert transport.send(other).state == "sent"
+        transport.close()
+        assert server.connections == 2
+        server.stop()
+
+    assert [m.split(b"\r\n")[0] for m in server.messages] == [b"Subject: 1", b"Subject: 3"]
+    assert server.unterminated == [b""]
