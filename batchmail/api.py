@@ -367,7 +367,11 @@ class _ShardWork:
         )
         sessions = -(-self.job.rate.connections // self.processes)
         runner = invocation._runner(self.transports, shard, sessions)
-        return runner.run(go.run), runner.sent_now
+        halt = runner.run(go.run)
+        if halt is None or halt.error is None:  # after an error, the parent or the next run
+            # Here, while other processes may still send, rather than in the parent afterwards.
+            self.journal.fold_own_log()
+        return halt, runner.sent_now
 
 
 def sending_processes(job: Job) -> int:

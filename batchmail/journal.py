@@ -320,6 +320,11 @@ class Journal:
             for path in logs_with_prefix(self._logs_dir, self._log_prefix):
                 self._fold(path)
 
+    def fold_own_log(self) -> None:
+        """Fold this process's records in: a sending process that has sent its share."""
+        with self._log_lock:
+            self._fold_own_log()
+
     def _fold_own_log(self) -> None:
         if self._log is not None:
             self._log.close()

@@ -438,8 +438,9 @@ def run_on_a_full_disk(job: Path, file_size: int, fold_every: int) -> str:
     return limited.stderr
 
 
+@pytest.mark.parametrize("connections", [1, 2])  # 2: two sending processes, a log each
 def test_a_journal_log_that_cannot_be_written_stops_sending(
-    tmp_path: Path, smtp_server: SmtpServerFactory
+    tmp_path: Path, smtp_server: SmtpServerFactory, connections: int
 ) -> None:
     """Disk full on the record log mid-run: exit 74, and no message went out without its
     record. Long replies make the log, not SQLite, meet the limit first."""
@@ -447,14 +448,14 @@ def test_a_journal_log_that_cannot_be_written_stops_sending(
     people = recipients(300)
     script = Script(data_replies={p["email"]: [long_reply] for p in people})
     server = smtp_server(script=script)
-    job = make_job(tmp_path, server.port, recipients=people)
+    job = make_job(tmp_path, server.port, recipients=people, rate={"connections": connections})
     err = run_on_a_full_disk(job, 200_000, fold_every=10_000)
     assert ".log: " in err  # the record log's error, not a later one
     assert 0 < len(server.messages) < 300
 
     code, _, err = finish(spawn(job))
     assert code == 0, err
-    assert_everyone_once_but(server, 300, in_flight=1)
+    assert_everyone_once_but(server, 300, in_flight=connections)  # one per session at most
 
 
 def test_a_journal_that_cannot_be_folded_into_stops_sending(
