@@ -113,7 +113,7 @@ class Renderer:
 
     def render(self, recipient: Recipient) -> Rendered:
         """Render every template for one recipient; any failure is an InvalidJobError."""
-        context = {**self.job.vars, **recipient.fields}
+        context = {**self.env.globals, **self.job.vars, **recipient.fields}
         return Rendered(
             subject=self._render(self.subject, context, recipient),
             text=self._render(self.text, context, recipient) if self.text else None,
@@ -127,8 +127,14 @@ class Renderer:
         )
 
     def _render(self, template: jinja2.Template, context: dict[str, Any], who: Recipient) -> str:
+        """`Template.render`, but with the globals already in `context`: `render` would merge
+        them into a new dict for each template, which is a third of the time it takes."""
         try:
-            return template.render(context)
+            try:
+                render = template.root_render_func(template.new_context(context, shared=True))
+                return self.env.concat(render)
+            except Exception:
+                self.env.handle_exception()  # raises it again, traceback in template lines
         except Exception as exc:
             raise self._render_error(exc, template, who) from None
 
