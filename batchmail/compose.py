@@ -26,6 +26,7 @@ MAX_LISTED_PROBLEMS = 20
 # that sending them does not render and build them again; beyond it they are rebuilt, so
 # memory stays flat however many recipients there are.
 KEPT_BYTES = 8 * 1024 * 1024
+_KEPT_RECIPIENT = 1024  # what a kept recipient's fields take, about, counted against KEPT_BYTES
 # Date and Message-ID change per send; the rest of a message is fixed by the job's inputs. The
 # validation pass builds with stand-ins of the same length, so its size check holds when sending.
 _PLACEHOLDER_RUN = "0" * len(new_run_id(0.0))
@@ -64,7 +65,8 @@ class Composer:
         self.images = (
             InlineImages(job, job.markdown) if job.markdown and job.inline_images else None
         )
-        self._kept: dict[int, bytes] = {}  # seq -> built with the stand-in Date and Message-ID
+        # seq -> the recipient, and its message built with the stand-in Date and Message-ID
+        self._kept: dict[int, tuple[Recipient, bytes]] = {}
         self._room = keep_bytes
 
     def recipients(
@@ -144,13 +146,19 @@ class Composer:
         kept = self._kept.pop(recipient.seq, None)
         if kept is None:
             return self.build(self.compose(recipient), message_id=message_id, date=date)
-        data = _with_ids(kept, recipient.seq, self.message_id, message_id, date)
+        data = _with_ids(kept[1], recipient.seq, self.message_id, message_id, date)
         return self.signer.signature(data) + data if self.signer is not None else data
 
-    def keep(self, seq: int, data: bytes) -> None:
-        if len(data) <= self._room:
-            self._kept[seq] = data
-            self._room -= len(data)
+    def keep(self, recipient: Recipient, data: bytes) -> None:
+        size = len(data) + _KEPT_RECIPIENT
+        if size <= self._room:
+            self._kept[recipient.seq] = (recipient, data)
+            self._room -= size
+
+    def kept_recipient(self, seq: int) -> Recipient | None:
+        """The recipient the validation pass kept with its message, if it did."""
+        kept = self._kept.get(seq)
+        return kept[0] if kept is not None else None
 
     def build(self, message: Message, *, message_id: str, date: str) -> bytes:
         """The final bytes of a message: DKIM-signed when the job signs, within the size limit."""
@@ -283,7 +291,7 @@ def _validate_one(
     digest = hashlib.sha256(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
     digest.update(data)
     result.digest += int.from_bytes(digest.digest())
-    composer.keep(recipient.seq, data)
+    composer.keep(recipient, data)
     if stage is not None:
         stage(Staged(recipient.seq, recipient.email, size, message.attachment_names))
 

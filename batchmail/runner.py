@@ -114,15 +114,20 @@ class Runner:
         return float(share * self.rng.uniform(0.5, 1.0))
 
     def _todo(self, run: Run) -> Iterator[Recipient]:
-        """The recipients of the run that still need a message, streamed in order."""
-        wanted = self._seqs_to_send(run)
-        next_seq = next(wanted, None)
-        for recipient in self.composer.recipients([], second_pass=True):
-            if next_seq is None:
-                return
-            if recipient.seq == next_seq:
-                yield recipient
-                next_seq = next(wanted, None)
+        """The recipients of the run that still need a message, in order: those the validation
+        pass kept, else streamed from a second pass over the recipients."""
+        stream: Iterator[Recipient] | None = None
+        for seq in self._seqs_to_send(run):
+            recipient = self.composer.kept_recipient(seq)
+            if recipient is None:
+                stream = stream or self.composer.recipients([], second_pass=True)
+                recipient = next((r for r in stream if r.seq == seq), None)
+            if recipient is None:
+                raise invalid(
+                    display_path(self.job.path),
+                    f"recipient {seq} is missing: the recipients changed while the job ran",
+                )
+            yield recipient
 
     def _seqs_to_send(self, run: Run) -> Iterator[int]:
         after = 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import make_job, parse, recipients
+from smtpserver import SmtpServerFactory
+from support import make_job, parse, recipients, run_cli
 
-from batchmail import compose
+from batchmail import api, compose
 from batchmail.compose import Composer, validate
 from batchmail.job import load_job
 from batchmail.mime import date_header
@@ -36,3 +37,23 @@ def test_kept_and_rebuilt_messages_are_the_same_bytes(tmp_path: Path, kept_bytes
         assert f"\r\nDate: {date}\r\n".encode() in sent
         # the subject's look-alike of the stand-in Date is left alone
         assert parse(sent)["Subject"].startswith("Date: Thu, 01 Jan 1970 00:00:00 +0000 ")
+
+
+def test_a_run_sends_kept_messages_then_streams_the_rest(
+    tmp_path: Path,
+    smtp_server: SmtpServerFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the room for kept messages, recipients come from a second pass over the data:
+    everyone still gets their own message, once, in order."""
+    server = smtp_server()
+    job = make_job(tmp_path, server.port, recipients=recipients(7))
+    composer = Composer(load_job(job), print, keep_bytes=compose.KEPT_BYTES)
+    validate(composer)
+    room = sum(len(data) + compose._KEPT_RECIPIENT for _, data in list(composer._kept.values())[:3])
+    monkeypatch.setattr(api, "KEPT_BYTES", room)  # the first three are kept, four are not
+    assert run_cli(capsys, "run", job).code == 0
+
+    got = [(m.rcpt_tos[0], parse(m.data)["To"]) for m in server.messages]
+    assert got == [(f"user{i}@example.com", f"User {i} <user{i}@example.com>") for i in range(1, 8)]
