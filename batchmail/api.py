@@ -35,9 +35,7 @@ from .errors import (
 from .job import Job, display_path, load_job
 from .journal import Journal, Run, job_lock, journal_path, report_status
 from .oauth2 import credentials_for
-from .outputs import UNDELIVERED, append_step_summary, write_failed_csv, write_junit
 from .parallel import Go, ShardProcesses
-from .preview import write_index
 from .ratelimit import QUOTA_SPAN, RateLimiter
 from .recipients import Warn
 from .report import ReportHead, full_summary, recipient_entry, write_report
@@ -232,6 +230,8 @@ class _Invocation:
         self._write_report(status, summary, halt)
         self._write_ci_outputs(status, summary)
         if self.out is not None:
+            from .preview import write_index  # noqa: PLC0415 - email.parser and html: dry runs only
+
             write_index(self.out, job.name, self._previews())
         if halt is not None and halt.reason == "error" and halt.error is not None:
             raise halt.error
@@ -297,6 +297,16 @@ class _Invocation:
                 yield self.out / preview_name(delivery.seq, delivery.email)
 
     def _write_ci_outputs(self, status: str, summary: dict[str, int]) -> None:
+        if not (self.options.junit or self.options.failed_csv or self.options.step_summary):
+            return
+        # Imported when asked for: the JUnit writer's XML quoting loads urllib.request.
+        from .outputs import (  # noqa: PLC0415
+            UNDELIVERED,
+            append_step_summary,
+            write_failed_csv,
+            write_junit,
+        )
+
         options, job, journal, run = self.options, self.job, self.journal, self.run
         if options.junit:
             write_junit(options.junit, job.name, summary, journal.deliveries(run))

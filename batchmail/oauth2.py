@@ -13,16 +13,17 @@ import smtplib
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 from .errors import ConnectFailure, invalid
 from .job import OAuth2Settings, SmtpSettings
 from .transport import Credentials, credentials_from_env
+
+if TYPE_CHECKING:
+    import urllib.request
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _MAX_RESPONSE = 1 << 20
@@ -154,6 +155,8 @@ class TokenSource:
             return self._token
 
     def _refresh(self) -> tuple[str, float]:
+        import urllib.error  # noqa: PLC0415 - with urllib.request: only XOAUTH2 jobs need them
+
         url = str(self.settings.token_url)
         try:
             body = self._post(url)
@@ -179,6 +182,8 @@ class TokenSource:
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         else:
             form["client_id"] = self._client_id
+        import urllib.request  # noqa: PLC0415 - see _refresh
+
         # job.load allowed only https, or http to this machine.
         request = urllib.request.Request(  # noqa: S310
             url, data=urlencode(form).encode("ascii"), headers=headers, method="POST"
@@ -207,6 +212,8 @@ class TokenSource:
 
 
 def _opener(url: str) -> urllib.request.OpenerDirector:
+    import urllib.request  # noqa: PLC0415 - see TokenSource._refresh
+
     if urlsplit(url).hostname in _LOOPBACK:
         # A proxy from the environment must not carry a loopback request off this machine.
         return urllib.request.build_opener(urllib.request.ProxyHandler({}))
