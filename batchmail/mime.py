@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import mimetypes
 import re
@@ -80,8 +81,13 @@ def detect_type(data: bytes, filename: str) -> str:
 
 
 def date_header(timestamp: float) -> str:
-    """RFC 5322 3.3 date-time, in UTC."""
-    return format_datetime(datetime.fromtimestamp(timestamp, UTC))
+    """RFC 5322 3.3 date-time, in UTC: to the second, so a run formats it once a second."""
+    return _date_of_second(int(timestamp))
+
+
+@functools.lru_cache(maxsize=2)
+def _date_of_second(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 def attachment_part(filename: str, data: bytes, content_type: str) -> Part:
