@@ -20,6 +20,7 @@ from typing import Any
 from .errors import StateError
 
 SUFFIX = ".log"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one a record
 
 
 class RecordLog:
@@ -36,7 +37,7 @@ class RecordLog:
 
     def append(self, record: list[Any]) -> None:
         """One `write()` per record: O_APPEND writes of threads never interleave."""
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        line = (_ENCODER.encode(record) + "\n").encode()
         try:
             written = os.write(self._fd, line)
         except OSError as exc:

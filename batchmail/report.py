@@ -16,6 +16,7 @@ from typing import IO, Any
 from .errors import StateError
 from .journal import Delivery, report_status
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps would make one per recipient
 STATUSES = ("sent", "previewed", "failed", "deferred", "unknown", "pending", "skipped")
 
 
@@ -69,7 +70,7 @@ def write_report(
             fields["errors"] = head.errors
         out.write(json.dumps(fields, ensure_ascii=False)[:-1] + ', "recipients": [')
         for index, entry in enumerate(entries):
-            out.write(("\n  " if index == 0 else ",\n  ") + json.dumps(entry, ensure_ascii=False))
+            out.write(("\n  " if index == 0 else ",\n  ") + _ENCODER.encode(entry))
         out.write("\n]}\n")
 
 
