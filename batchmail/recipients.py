@@ -16,6 +16,7 @@ import ijson
 from .addresses import AddressError, Mailbox, has_line_break, mailbox
 from .errors import Problem, invalid
 from .job import Job, display_path
+from .journal import CACHE_SIZE
 from .yamlfile import load_yaml
 
 Warn = Callable[[str], None]
@@ -105,6 +106,7 @@ class _SeenAddresses:
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("")  # "": a temporary file, deleted when closed
+        self.db.execute(f"PRAGMA cache_size={CACHE_SIZE}")
         self.db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, origin TEXT) WITHOUT ROWID")
 
     def first_origin(self, key: str, origin: str) -> str | None:
