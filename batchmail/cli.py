@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -139,6 +140,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    gc.freeze()  # the modules loaded stay for the whole run: the collector can skip them
     live = sys.stdout.isatty() and sys.stderr.isatty()
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     with Display(live=live, quiet=args.quiet, batch=None, log=args.log) as display:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -74,6 +75,10 @@ class ShardProcesses:
         send: Callable[[Shard, Go], tuple[Halt | None, int]],
     ):
         context = multiprocessing.get_context("fork")
+        # What exists now lives as long as the processes: the collector need not look at it
+        # again, and pages of it stay shared with the children instead of being copied.
+        # https://docs.python.org/3/library/gc.html#gc.freeze
+        gc.freeze()
         self._children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
         self._told = False
         for index in range(processes):
