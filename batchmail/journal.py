@@ -73,7 +73,7 @@ FINAL_STATES = frozenset({"sent"})
 # SQLite's page cache, in KiB when negative: its default, 2 MiB a connection, fills up as a list
 # grows to 100,000 recipients, and every sending process has its connections.
 CACHE_SIZE = -512
-FOLD_EVERY = 10_000  # records a sending process appends before it folds them into SQLite
+FOLD_EVERY = 1_000  # records a sending process appends before it folds them into SQLite
 _BEGIN, _FINISH = "begin", "finish"
 # One statement for both kinds of record, so that a log is applied with one executemany:
 # ?2 is 1 for a begin (an attempt starts; the last reply stays) and 0 for a finish.
