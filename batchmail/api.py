@@ -58,6 +58,7 @@ class RunOptions:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     stop: threading.Event = field(default_factory=threading.Event)  # set it to interrupt
     on_event: Callable[[Event], None] = _ignore  # from sending threads and processes
+    on_share_sent: Callable[[], None] = lambda: None  # in a sending process, at its end
     on_start: Callable[[int, Job, str], None] = lambda to_send, job, run_id: None
     warn: Warn = _ignore
     expect_count: int | None = None  # refuse the job unless it has exactly this many recipients
@@ -377,7 +378,10 @@ class _ShardWork:
         )
         sessions = -(-self.job.rate.connections // self.processes)
         runner = invocation._runner(self.transports, shard, sessions)
-        halt = runner.run(go.run)
+        try:
+            halt = runner.run(go.run)
+        finally:
+            self.options.on_share_sent()
         if halt is None or halt.error is None:  # after an error, the parent or the next run
             # Here, while other processes may still send, rather than in the parent afterwards.
             self.journal.fold_own_log()

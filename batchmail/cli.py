@@ -153,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 state_dir=args.state_dir,
                 skip_unknown=args.on_unknown == "skip",
                 on_event=events.emit,
+                on_share_sent=events.flush,
                 on_start=display.start,
                 warn=warn,
                 expect_count=args.expect_count,

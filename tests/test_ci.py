@@ -232,3 +232,24 @@ def test_the_example_ci_workflows_run_a_repository_job() -> None:
     assert "batchmail run jobs/ci-artifacts.yaml" in steps
     assert "${{ secrets.SMTP_PASSWORD }}" in json.dumps(github)
     assert "batchmail run jobs/ci-artifacts.yaml" in " ".join(gitlab["mail-artifacts"]["script"])
+
+
+def test_every_delivery_of_sending_processes_reaches_the_event_log(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Forked processes write their events in batches: none is lost at the end, and a failure
+    is shown as it happens."""
+    server = smtp_server(script=Script(rcpt_replies={"user7@example.com": [REFUSED]}))
+    job = make_job(tmp_path, server.port, recipients=recipients(60), rate={"connections": 2})
+    log = tmp_path / "events.jsonl"
+    result = run_cli(capsys, "run", job, "--log", log)
+    assert result.code == 1
+
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    deliveries = [e for e in events if e["event"] == "delivery"]
+    assert sorted(e["email"] for e in deliveries) == sorted(
+        f"user{i}@example.com" for i in range(1, 61)
+    )
+    assert [e["status"] for e in deliveries if e["email"] == "user7@example.com"] == ["failed"]
+    assert f"user7@example.com: failed: {REFUSED}" in result.err
+    assert events[-1]["event"] == "run_finished"
