@@ -97,9 +97,11 @@ class Runner:
         for attempt in range(2, self.job.retry_max_attempts + 1):
             if not self._retry or self.halt is not None:
                 break
-            delay = self._backoff(attempt)
-            if self.clock() + delay > started + self.job.retry_window:
+            left = started + self.job.retry_window - self.clock()
+            if left <= 0:
                 break
+            # The first round's own time is part of the window: the backoff may not all fit.
+            delay = min(self._backoff(attempt), left)
             if self.stop.wait(delay):
                 self._halt(Halt("interrupted", "interrupted"))
                 break
