@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import ijson
-
 from .addresses import AddressError, Mailbox, has_line_break, mailbox
 from .errors import Problem, invalid
 from .job import Job, display_path
@@ -193,6 +191,8 @@ def _csv_stream(stream: TextIO, shown: str) -> Iterator[_Row]:
 
 
 def _json_rows(path: Path, shown: str) -> Iterator[_Row]:
+    import ijson  # noqa: PLC0415 - its C backend takes a while to load: JSON lists only
+
     with path.open("rb") as stream:
         if stream.read(3) != codecs.BOM_UTF8:
             stream.seek(0)
