@@ -123,22 +123,15 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         stack.callback(journal.close)
         journal.fold_logs()  # what a killed run recorded last
         journal.clear_staging()
+
+        def invocation(journal: Journal, run: Run) -> _Invocation:
+            return _Invocation(options, job, composer, journal, run, report, started, out)
+
         team: ShardProcesses | None = None
         processes = options.processes or sending_processes(job)
         if processes > 1:
-            write_lock = multiprocessing.get_context("fork").Lock()
             work = _ShardWork(
-                options,
-                job,
-                composer,
-                journal.path,
-                report,
-                started,
-                out,
-                processes,
-                transports,
-                credentials,
-                write_lock,
+                composer, journal.path, invocation, processes, transports, credentials
             )
             with journal.closed_for_fork():
                 team = stack.enter_context(ShardProcesses(processes, work.validate, work.send))
@@ -160,8 +153,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             raise
         if credentials is not None:
             credentials.prepare()  # after validation: an invalid job contacts nothing
-        invocation = _Invocation(options, job, composer, journal, run, report, started, out)
-        return invocation.send(transports, team, credentials)
+        return invocation(journal, run).send(transports, team, credentials)
     raise AssertionError("unreachable")
 
 
@@ -343,22 +335,22 @@ class _ShardWork:
     """What a forked process does with its share of the recipients: validate it, then, when
     the parent says so, send it. Created in the parent; each process runs its own copy."""
 
-    options: RunOptions
-    job: Job
     composer: Composer
     journal_file: Path
-    report: Path
-    started: float
-    out: Path | None
+    invocation: Callable[[Journal, Run], _Invocation]
     processes: int
     transports: Callable[[], Transport]
     credentials: Credentials | None
-    write_lock: AbstractContextManager[Any]  # the processes' turns at writing the journal
+    # The processes' turns at writing the journal.
+    write_lock: AbstractContextManager[Any] = field(
+        default_factory=lambda: multiprocessing.get_context("fork").Lock()
+    )
     journal: Journal | None = None
 
     def validate(self, shard: tuple[int, int]) -> ShardValidation:
         # An SQLite connection of its own: one must never cross a fork.
-        self.journal = Journal(self.journal_file, self.job.name, write_lock=self.write_lock)
+        job = self.composer.job
+        self.journal = Journal(self.journal_file, job.name, write_lock=self.write_lock)
         with self.journal.staging() as stage:
             return validate_shard(self.composer, stage, shard)
 
@@ -366,22 +358,13 @@ class _ShardWork:
         assert self.journal is not None
         if self.credentials is not None:
             self.credentials.adopt(go.credentials)
-        invocation = _Invocation(
-            self.options,
-            self.job,
-            self.composer,
-            self.journal,
-            go.run,
-            self.report,
-            self.started,
-            self.out,
-        )
-        sessions = -(-self.job.rate.connections // self.processes)
+        invocation = self.invocation(self.journal, go.run)
+        sessions = -(-self.composer.job.rate.connections // self.processes)
         runner = invocation._runner(self.transports, shard, sessions)
         try:
             halt = runner.run(go.run)
         finally:
-            self.options.on_share_sent()
+            invocation.options.on_share_sent()
         if halt is None or halt.error is None:  # after an error, the parent or the next run
             # Here, while other processes may still send, rather than in the parent afterwards.
             self.journal.fold_own_log()
