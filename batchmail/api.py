@@ -374,7 +374,7 @@ class _ShardWork:
 def sending_processes(job: Job) -> int:
     """One process per core, up to one per connection, when nothing paces the job: a rate limit
     must hold across all sessions, which one process's threads share exactly."""
-    if job.rate.windows() or job.rate.batch_size:
+    if job.rate.paced:
         return 1
     return max(1, min(job.rate.connections, os.cpu_count() or 1))
 

@@ -92,6 +92,11 @@ class RateSettings:
     batch_pause: float = 0.0
     connections: int = 1
 
+    @property
+    def paced(self) -> bool:
+        """Whether a rate or a batch pause holds messages back."""
+        return bool(self.windows() or self.batch_size)
+
     def windows(self) -> list[tuple[int, float]]:
         """(messages, seconds) pairs: at most `messages` in any window of `seconds`."""
         spans = (

@@ -89,6 +89,10 @@ class Runner:
     _sender_refusals: list[str] = field(default_factory=list)
     _retry: list[Recipient] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _unpaced: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._unpaced = not self.job.rate.paced  # asked for every message: once
 
     def run(self, run: Run) -> Halt | None:
         """Send every recipient of `run` not yet delivered, then retry the deferred ones."""
@@ -213,7 +217,7 @@ class Runner:
         started = self.clock()
         # Announcing the next message's envelope early keeps its DATA open until its turn: only
         # when nothing paces the job, or a server would wait for it, even time out.
-        following = self._route(upcoming) if upcoming is not None and self.unpaced else None
+        following = self._route(upcoming) if upcoming is not None and self._unpaced else None
         try:
             outcome = transport.send(envelope, following)
         except ConnectFailure as exc:
@@ -235,10 +239,6 @@ class Runner:
         mail_from = sender.ascii_address if sender.ascii_address.isascii() else sender.address
         # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
         return Route(recipient.seq, mail_from, rcpt, box.smtputf8 or sender.smtputf8)
-
-    @property
-    def unpaced(self) -> bool:
-        return not (self.job.rate.windows() or self.job.rate.batch_size)
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome
