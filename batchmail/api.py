@@ -32,7 +32,7 @@ from .errors import (
     StateError,
     invalid,
 )
-from .job import Job, display_path, load_job
+from .job import Job, SchemaVerdict, display_path, load_job
 from .journal import Journal, Run, job_lock, journal_path, report_status
 from .oauth2 import credentials_for
 from .parallel import Go, ShardProcesses
@@ -67,6 +67,7 @@ class RunOptions:
     step_summary: Path | None = None  # GitHub Actions' $GITHUB_STEP_SUMMARY
     processes: int | None = None  # sending processes; None: one per core when nothing paces
     expected_digest: str | None = None  # refuse unless the inputs are exactly these
+    schema_verdict: SchemaVerdict | None = None  # the job file's schema, checked beforehand
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,13 @@ class RunResult:
 
 
 def validate_job(
-    path: Path, warn: Warn = _ignore, expect_count: int | None = None
+    path: Path,
+    warn: Warn = _ignore,
+    expect_count: int | None = None,
+    verdict: SchemaVerdict | None = None,
 ) -> tuple[Job, Validation]:
     """Load, render and build every message; raise InvalidJobError listing every problem."""
-    job = load_job(path)
+    job = load_job(path, verdict=verdict)
     validation = validate(Composer(job, warn))
     check_count(job, validation, expect_count)
     return job, validation
@@ -103,7 +107,7 @@ def check_count(job: Job, validation: Validation, expected: int | None) -> None:
 def run_job(path: Path, options: RunOptions) -> RunResult:
     """Validate everything, then send (or preview) what still needs sending, and report."""
     started = time.time()
-    job = load_job(path, options.environ)
+    job = load_job(path, options.environ, options.schema_verdict)
     composer = Composer(job, options.warn, keep_bytes=KEPT_BYTES)
     with ExitStack() as stack:
         out: Path | None = None

@@ -14,12 +14,13 @@ from pathlib import Path
 from types import FrameType
 
 from . import __version__
-from .api import RunOptions, run_job, validate_job
 from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, BatchmailError
-from .events import EventPipe
 from .job import display_path, schema_text
 from .progress import Display
-from .report import summary_line
+from .schemacheck import EarlySchemaCheck
+
+# run and validate import what renders and sends (api and the modules it loads) only after
+# starting the job file's schema check in another process, which then runs meanwhile.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +126,10 @@ def warn(message: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    job, result = validate_job(args.job, warn, args.expect_count)
+    verdict = EarlySchemaCheck.start(args.job)
+    from .api import validate_job  # noqa: PLC0415 - see the imports
+
+    job, result = validate_job(args.job, warn, args.expect_count, verdict)
     print(f"{display_path(job.path)}: valid: {result.count} messages")
     return EXIT_OK
 
@@ -140,6 +144,11 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    verdict = EarlySchemaCheck.start(args.job)
+    from .api import RunOptions, run_job  # noqa: PLC0415 - see the imports
+    from .events import EventPipe  # noqa: PLC0415
+    from .report import summary_line  # noqa: PLC0415
+
     gc.freeze()  # the modules loaded stay for the whole run: the collector can skip them
     live = sys.stdout.isatty() and sys.stderr.isatty()
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -160,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 junit=args.junit,
                 failed_csv=args.failed_csv,
                 step_summary=Path(summary_file) if summary_file else None,
+                schema_verdict=verdict,
             )
             with _signals_set(options.stop):
                 result = run_job(args.job, options)

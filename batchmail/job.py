@@ -9,17 +9,17 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
-
-from jsonschema import Draft202012Validator, ValidationError
 
 from .addresses import AddressError, Mailbox, parse_mailbox
 from .errors import InvalidJobError, Problem, invalid
 from .yamlfile import Located, dotted_path, load_yaml
 from .yamlfile import Path as DocPath
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_MAX_MESSAGE_BYTES = 25_000_000
@@ -29,12 +29,23 @@ _TEMPLATED = re.compile(r"\{\{|\{%")
 
 @cache
 def schema_text() -> str:
+    from importlib import resources  # noqa: PLC0415 - see _validator
+
     return resources.files("batchmail").joinpath("job.schema.json").read_text(encoding="utf-8")
 
 
 @cache
 def _validator() -> Draft202012Validator:
+    # jsonschema takes a tenth of a run's start to import: it is loaded where a schema is
+    # checked, which the command line does in a process of its own (see schemacheck.py).
+    from jsonschema import Draft202012Validator  # noqa: PLC0415
+
     return Draft202012Validator(json.loads(schema_text()))
+
+
+class SchemaVerdict(Protocol):
+    def problems(self, text: str, environ: Mapping[str, str]) -> list[Problem] | None:
+        """The schema problems of the job file with this text, if known for this environment."""
 
 
 @dataclass(frozen=True)
@@ -173,26 +184,42 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_job(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Job:
+def load_job(
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    verdict: SchemaVerdict | None = None,
+) -> Job:
     """Read, interpolate, validate and convert a job file.
 
-    Raises InvalidJobError listing every problem found, not only the first.
+    Raises InvalidJobError listing every problem found, not only the first. `verdict`: the
+    schema problems found elsewhere for the same text and environment, when there are.
     """
     job_path = Path(path).absolute()
-    shown = display_path(job_path)
-    try:
-        text = job_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise invalid(shown, f"cannot read the job file: {exc}") from None
-    env_problems: list[Problem] = []
-    hook = _Interpolator(os.environ if environ is None else environ, shown, env_problems)
-    doc = load_yaml(text, shown, hook)
+    text = read_job_text(job_path)
+    hook = _Interpolator(os.environ if environ is None else environ, display_path(job_path), [])
+    doc = load_yaml(text, hook.filename, hook)
+    found = verdict.problems(text, hook.environ) if verdict is not None else None
     # A value emptied by an unset variable would also fail the schema: say it once.
-    unset = {p.what for p in env_problems}
-    problems = env_problems + [p for p in schema_problems(doc) if p.what not in unset]
+    unset = {p.what for p in hook.problems}
+    schema = found if found is not None else schema_problems(doc)
+    problems = hook.problems + [p for p in schema if p.what not in unset]
     if problems:
         raise InvalidJobError(sorted(problems, key=_problem_order))
     return _build_job(doc, job_path, hook.environ)
+
+
+def read_job_text(job_path: Path) -> str:
+    try:
+        return job_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid(display_path(job_path), f"cannot read the job file: {exc}") from None
+
+
+def schema_check(job_path: Path, environ: Mapping[str, str]) -> tuple[str, list[Problem]]:
+    """The job file's text and its schema problems, as load_job finds them."""
+    text = read_job_text(job_path)
+    hook = _Interpolator(environ, display_path(job_path), [])
+    return text, list(schema_problems(load_yaml(text, hook.filename, hook)))
 
 
 def _problem_order(problem: Problem) -> tuple[int, str]:
