@@ -17,7 +17,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,14 +75,14 @@ FINAL_STATES = frozenset({"sent"})
 CACHE_SIZE = -512
 FOLD_EVERY = 1_000  # records a sending process appends before it folds them into SQLite
 _BEGIN, _FINISH = "begin", "finish"
-# One statement for both kinds of record, so that a log is applied with one executemany:
-# ?2 is 1 for a begin (an attempt starts; the last reply stays) and 0 for a finish.
+# A recipient's records in one log are applied as one update: the attempts they began, and
+# the last state, reply and time (begin and finish records alike make the state and time).
 _APPLY = (
     "UPDATE deliveries SET state = ?1, attempts = attempts + ?2, "
-    "code = CASE WHEN ?2 THEN code ELSE ?3 END, "
-    "response = CASE WHEN ?2 THEN response ELSE ?4 END, "
-    "invocation = ?5, updated = ?6, sent_at = CASE WHEN ?1 = 'sent' THEN ?6 ELSE sent_at END "
-    "WHERE run_id = ?7 AND seq = ?8"
+    "code = CASE WHEN ?3 THEN ?4 ELSE code END, "
+    "response = CASE WHEN ?3 THEN ?5 ELSE response END, "
+    "invocation = ?6, updated = ?7, sent_at = coalesce(?8, sent_at) "
+    "WHERE run_id = ?9 AND seq = ?10"
 )
 
 
@@ -312,7 +312,7 @@ class Journal:
             if self._log is None:
                 self._log = RecordLog(self._logs_dir, self._log_prefix)
             self._log.append(record)
-            if self._log.records >= FOLD_EVERY:
+            if len(self._log.records) >= FOLD_EVERY:
                 self._fold_own_log()
 
     def fold_logs(self) -> None:
@@ -333,14 +333,16 @@ class Journal:
         if self._log is not None:
             self._log.close()
             log, self._log = self._log, None
-            self._fold(log.path)
+            self._fold(log.path, log.records)
 
-    def _fold(self, path: Path) -> None:
-        """Apply a log's records in one transaction that also notes the log as folded, so that
-        a crash before the file is deleted never applies it twice."""
+    def _fold(self, path: Path, records: Iterable[list[Any]] | None = None) -> None:
+        """Apply a log's records (read from its file unless given) in one transaction that also
+        notes the log as folded, so that a crash before the file is deleted never applies it
+        twice."""
         with self._write() as db:
             if not db.execute("SELECT 1 FROM folded_logs WHERE name = ?", (path.name,)).fetchone():
-                db.executemany(_APPLY, (_parameters(record, path) for record in read_records(path)))
+                changes = _changes(read_records(path) if records is None else records, path)
+                db.executemany(_APPLY, changes)
                 db.execute("INSERT INTO folded_logs VALUES (?)", (path.name,))
         try:
             path.unlink()
@@ -413,14 +415,59 @@ class Journal:
         return dict(rows)
 
 
-def _parameters(record: list[Any], path: Path) -> tuple[Any, ...]:
-    """A record as the parameters of _APPLY."""
-    match record:
-        case [kind, run_id, seq, invocation, when] if kind == _BEGIN:
-            return ("pending", 1, None, None, invocation, when, run_id, seq)
-        case [kind, run_id, seq, invocation, when, state, code, response] if kind == _FINISH:
-            return (state, 0, code, response, invocation, when, run_id, seq)
-    raise StateError(f"the journal log {path} has a record batchmail does not know: {record}")
+@dataclass(slots=True)
+class _Change:
+    """What a log's records do to one recipient, as the parameters of _APPLY."""
+
+    run_id: str
+    seq: int
+    state: str = "pending"
+    began: int = 0  # attempts begun
+    replied: bool = False
+    code: int | None = None
+    response: str | None = None
+    invocation: int = 0
+    when: float = 0.0
+    sent_at: float | None = None
+
+    def parameters(self) -> tuple[Any, ...]:
+        return (
+            self.state,
+            self.began,
+            self.replied,
+            self.code,
+            self.response,
+            self.invocation,
+            self.when,
+            self.sent_at,
+            self.run_id,
+            self.seq,
+        )
+
+
+def _changes(records: Iterable[list[Any]], path: Path) -> Iterator[tuple[Any, ...]]:
+    """The parameters of _APPLY for each recipient a log's records touch, in order."""
+    changes: dict[tuple[str, int], _Change] = {}
+    for record in records:
+        match record:
+            case [kind, run_id, seq, invocation, when] if kind == _BEGIN:
+                change = changes.setdefault((run_id, seq), _Change(run_id, seq))
+                change.state, change.began = "pending", change.began + 1
+            case [kind, run_id, seq, invocation, when, state, code, response] if kind == _FINISH:
+                change = changes.setdefault((run_id, seq), _Change(run_id, seq))
+                change.state, change.replied, change.code, change.response = (
+                    state,
+                    True,
+                    code,
+                    response,
+                )
+                change.sent_at = when if state == "sent" else change.sent_at
+            case _:
+                raise StateError(
+                    f"the journal log {path} has a record batchmail does not know: {record}"
+                )
+        change.invocation, change.when = invocation, when
+    return (change.parameters() for change in changes.values())
 
 
 @contextmanager

@@ -28,7 +28,7 @@ class RecordLog:
 
     def __init__(self, directory: Path, prefix: str):
         self.path = directory / f"{prefix}{secrets.token_hex(8)}{SUFFIX}"
-        self.records = 0
+        self.records: list[list[Any]] = []  # as written: folding them need not read them back
         try:
             directory.mkdir(exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
@@ -47,7 +47,7 @@ class RecordLog:
                 f"cannot write the journal: {self.path}: {written} of {len(line)} bytes "
                 "written (is the disk full?)"
             )
-        self.records += 1
+        self.records.append(record)
 
     def close(self) -> None:
         os.close(self._fd)

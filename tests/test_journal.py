@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -40,6 +41,58 @@ def test_records_reach_sqlite_when_folded_and_their_log_is_deleted(tmp_path: Pat
 
     assert states(tmp_path) == [(1, "sent", 1), (2, "pending", 1), (3, "pending", 0)]
     assert logs(tmp_path) == []
+
+
+def rows(state: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(journal_path(state)) as db:
+        return db.execute(
+            "SELECT seq, state, attempts, code, response, invocation, updated, sent_at "
+            "FROM deliveries ORDER BY seq"
+        ).fetchall()
+
+
+def test_a_logs_records_fold_to_what_applying_them_one_by_one_gives(tmp_path: Path) -> None:
+    """A recipient's records are applied as one change: retries, a reply kept by a later
+    begin, a send that never got its reply. Folding after every record is the reference."""
+    results = []
+    for fold_every_record, state in ((True, tmp_path / "one"), (False, tmp_path / "all")):
+        state.mkdir()
+        journal, run = started_run(state, count=4)
+        times = itertools.count(1000.0)
+        journal.clock = lambda times=times: next(times)
+        fold = journal.fold_logs if fold_every_record else (lambda: None)
+        for seq, calls in (
+            (
+                1,
+                [
+                    ("begin",),
+                    ("finish", "deferred", 451, "4.7.1 later"),
+                    ("begin",),
+                    ("finish", "sent", 250, "2.0.0 ok"),
+                ],
+            ),
+            (2, [("begin",), ("finish", "deferred", 421, "4.3.2 busy"), ("begin",)]),
+            (3, [("begin",), ("finish", "failed", 550, "5.1.1 no such user")]),
+        ):
+            for call in calls:
+                if call[0] == "begin":
+                    journal.begin(run, seq)
+                else:
+                    journal.finish(run, seq, *call[1:])  # type: ignore[arg-type]
+                fold()
+        journal.fold_logs()
+        results.append(rows(state))
+    assert results[0] == results[1]
+    assert [row[:5] for row in results[1]] == [
+        (1, "sent", 2, 250, "2.0.0 ok"),
+        (2, "pending", 2, 421, "4.3.2 busy"),
+        (3, "failed", 1, 550, "5.1.1 no such user"),
+        (4, "pending", 0, None, None),
+    ]
+    sent_at = results[1][0][7]
+    assert sent_at is not None
+    assert sent_at == results[1][0][6]
+    assert results[1][1][7] is None
 
 
 def test_a_killed_processs_log_is_folded_once_by_the_next_journal(tmp_path: Path) -> None:
