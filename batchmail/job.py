@@ -195,9 +195,7 @@ def load_job(
     schema problems found elsewhere for the same text and environment, when there are.
     """
     job_path = Path(path).absolute()
-    text = read_job_text(job_path)
-    hook = _Interpolator(os.environ if environ is None else environ, display_path(job_path), [])
-    doc = load_yaml(text, hook.filename, hook)
+    text, hook, doc = _parse(job_path, os.environ if environ is None else environ)
     found = verdict.problems(text, hook.environ) if verdict is not None else None
     # A value emptied by an unset variable would also fail the schema: say it once.
     unset = {p.what for p in hook.problems}
@@ -208,18 +206,21 @@ def load_job(
     return _build_job(doc, job_path, hook.environ)
 
 
-def read_job_text(job_path: Path) -> str:
-    try:
-        return job_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise invalid(display_path(job_path), f"cannot read the job file: {exc}") from None
-
-
 def schema_check(job_path: Path, environ: Mapping[str, str]) -> tuple[str, list[Problem]]:
     """The job file's text and its schema problems, as load_job finds them."""
-    text = read_job_text(job_path)
-    hook = _Interpolator(environ, display_path(job_path), [])
-    return text, list(schema_problems(load_yaml(text, hook.filename, hook)))
+    text, _, doc = _parse(job_path, environ)
+    return text, list(schema_problems(doc))
+
+
+def _parse(job_path: Path, environ: Mapping[str, str]) -> tuple[str, _Interpolator, Located]:
+    """The file's text, the interpolation (with the unset variables it met) and the document."""
+    shown = display_path(job_path)
+    try:
+        text = job_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise invalid(shown, f"cannot read the job file: {exc}") from None
+    hook = _Interpolator(environ, shown, [])
+    return text, hook, load_yaml(text, shown, hook)
 
 
 def _problem_order(problem: Problem) -> tuple[int, str]:

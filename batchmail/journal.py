@@ -430,6 +430,17 @@ class _Change:
     when: float = 0.0
     sent_at: float | None = None
 
+    def apply(self, invocation: int, when: float, reply: tuple[str, int, str] | None) -> None:
+        """One more record: a begin (no reply) or a finish (state, code, response)."""
+        self.invocation, self.when = invocation, when
+        if reply is None:
+            self.state, self.began = "pending", self.began + 1
+            return
+        self.state, self.code, self.response = reply
+        self.replied = True
+        if self.state == "sent":
+            self.sent_at = when
+
     def parameters(self) -> tuple[Any, ...]:
         return (
             self.state,
@@ -451,22 +462,17 @@ def _changes(records: Iterable[list[Any]], path: Path) -> Iterator[tuple[Any, ..
     for record in records:
         match record:
             case [kind, run_id, seq, invocation, when] if kind == _BEGIN:
-                change = changes.setdefault((run_id, seq), _Change(run_id, seq))
-                change.state, change.began = "pending", change.began + 1
+                reply = None
             case [kind, run_id, seq, invocation, when, state, code, response] if kind == _FINISH:
-                change = changes.setdefault((run_id, seq), _Change(run_id, seq))
-                change.state, change.replied, change.code, change.response = (
-                    state,
-                    True,
-                    code,
-                    response,
-                )
-                change.sent_at = when if state == "sent" else change.sent_at
+                reply = (state, code, response)
             case _:
                 raise StateError(
                     f"the journal log {path} has a record batchmail does not know: {record}"
                 )
-        change.invocation, change.when = invocation, when
+        change = changes.get((run_id, seq))
+        if change is None:
+            change = changes[run_id, seq] = _Change(run_id, seq)
+        change.apply(invocation, when, reply)
     return (change.parameters() for change in changes.values())
 
 
