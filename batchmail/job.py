@@ -290,8 +290,21 @@ def _explain(error: ValidationError, doc: Located) -> Iterator[Problem]:
             ),
             dotted_path(path),
         )
+    elif error.validator in ("pattern", "not") and _description(error):
+        # A regular expression (or "should not be valid under {...}") tells a user little;
+        # the field's description says what the value must be.
+        yield Problem(
+            doc.where(path),
+            f"{error.instance!r} does not fit: {_description(error)}",
+            dotted_path(path),
+        )
     else:
         yield Problem(doc.where(path), error.message, dotted_path(path))
+
+
+def _description(error: ValidationError) -> str:
+    schema = error.schema
+    return str(schema.get("description", "")) if isinstance(schema, Mapping) else ""
 
 
 def _unknown_keys(error: ValidationError, doc: Located, path: DocPath) -> Iterator[Problem]:

@@ -280,6 +280,47 @@ vars:
     assert lines[6].startswith("job.yaml:14: vars.where: environment variable BATCHMAIL_TEST_UNSET")
 
 
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ('"../../outside"', "'../../outside'"),
+        ('"reports/nightly"', "'reports/nightly'"),
+        ('"a\\\\b"', "'a\\\\b'"),
+        ("|\n  nightly\n", "'nightly\\n'"),  # a block scalar keeps its line break
+    ],
+)
+def test_a_job_name_that_would_leave_the_state_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], written: str, shown: str
+) -> None:
+    # The name becomes file names in the state directory: JOB.lock, JOB.report.json.
+    write_job(tmp_path / "project", VALID.replace("version: 1\n", f"version: 1\nname: {written}\n"))
+    code, out, err = cli(
+        capsys, "run", "project/job.yaml", "--state-dir", tmp_path / "project" / "state"
+    )
+    assert (code, out) == (2, "")
+    assert error_lines(err) == [
+        f"project/job.yaml:2: name: {shown} does not fit: Job name (default: the job file's "
+        "name without extension). It names the job's lock and report files, so it has no /, "
+        "\\ or control characters."
+    ]
+    # Nothing written anywhere: neither the lock nor a report, in the state directory or out.
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "body.txt.j2",
+        "job.yaml",
+        "project",
+        "templates",
+    ]
+
+
+def test_a_pattern_mismatch_says_what_the_field_takes(tmp_path: Path) -> None:
+    text = VALID.replace("recipients:\n  - email: alice@example.com\n    name: Alice\n", "")
+    path = write_job(tmp_path, text + "recipients_file: people.txt\n")
+    assert load_problems(path) == [
+        "job.yaml:9: recipients_file: 'people.txt' does not fit: A .csv (header row with an "
+        "email column), .json, .jsonl or .yaml file."
+    ]
+
+
 def test_a_job_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     path = write_job(tmp_path, "- just\n- a list\n")
     [problem] = load_problems(path)
