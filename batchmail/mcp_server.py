@@ -58,7 +58,7 @@ from .mime import (
 )
 from .recipients import Recipient, Warn
 from .runner import Event
-from .transport import Credentials, Envelope, SmtpTransport
+from .transport import Credentials, Envelope, Route, SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +430,8 @@ class BatchmailTools:
         parts = [self._attachment(given) for given in attachments or []]
         data, message_id = _build(config.sender, Content(recipient, subject, body, html, parts))
         rcpt = recipient.ascii_address if recipient.ascii_address.isascii() else recipient.address
-        envelope = Envelope(0, config.sender.ascii_address, rcpt, data, recipient.smtputf8)
+        route = Route(0, config.sender.ascii_address, rcpt, recipient.smtputf8)
+        envelope = Envelope(route, data)
         self.policy.quota.reserve(1)
         transport = SmtpTransport(config.settings, config.credentials)
         try:

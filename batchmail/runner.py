@@ -230,8 +230,7 @@ class Runner:
     def _envelope(self, recipient: Recipient, message_id: str) -> Envelope:
         date = date_header(self.clock())
         data = self.composer.message_bytes(recipient, message_id=message_id, date=date)
-        route = self._route(recipient)
-        return Envelope(route.seq, route.sender, route.recipient, data, route.smtputf8)
+        return Envelope(self._route(recipient), data)
 
     def _route(self, recipient: Recipient) -> Route:
         box, sender = recipient.mailbox, self.job.sender

@@ -35,15 +35,10 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    seq: int
-    sender: str
-    recipient: str
-    data: bytes
-    smtputf8: bool = False
+    """A message and where it goes."""
 
-    @property
-    def route(self) -> Route:
-        return Route(self.seq, self.sender, self.recipient, self.smtputf8)
+    route: Route
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,13 +217,13 @@ class SmtpTransport:
     def _transaction(self, envelope: Envelope, following: Route | None) -> Outcome:
         conn = self.conn
         assert conn is not None
-        if envelope.smtputf8 and not conn.has_extn("smtputf8"):
+        if envelope.route.smtputf8 and not conn.has_extn("smtputf8"):
             # RFC 6531 3.4: without the extension a non-ASCII local part cannot be delivered.
             return Outcome(
                 "failed",
                 None,
                 f"the server does not offer SMTPUTF8, needed for "
-                f"the non-ASCII address {envelope.recipient}",
+                f"the non-ASCII address {envelope.route.recipient}",
             )
         try:
             replies = self._envelope_replies(conn, envelope)
@@ -374,7 +369,7 @@ class PreviewTransport:
             raise StateError(f"cannot create {out_dir}: {exc.strerror}") from None
 
     def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
-        path = self.out_dir / preview_name(envelope.seq, envelope.recipient)
+        path = self.out_dir / preview_name(envelope.route.seq, envelope.route.recipient)
         try:
             path.write_bytes(envelope.data)
         except OSError as exc:

@@ -211,10 +211,10 @@ def test_an_announced_message_that_does_not_follow_is_never_sent(tmp_path: Path)
     with AnnouncementServer() as server:
         settings = load_job(make_job(tmp_path, server.port)).smtp
         transport = SmtpTransport(settings, None)
-        first = Envelope(1, "a@example.com", "b@example.com", b"Subject: 1\r\n\r\none\r\n")
+        first = Envelope(Route(1, "a@example.com", "b@example.com"), b"Subject: 1\r\n\r\none\r\n")
         announced = Route(2, "a@example.com", "c@example.com")
         assert transport.send(first, announced).state == "sent"
-        other = Envelope(3, "a@example.com", "d@example.com", b"Subject: 3\r\n\r\nthree\r\n")
+        other = Envelope(Route(3, "a@example.com", "d@example.com"), b"Subject: 3\r\n\r\nthree\r\n")
         assert transport.send(other).state == "sent"
         transport.close()
         assert server.connections == 2
