@@ -6,12 +6,12 @@ transports, time comes from the injected clock. A dry run is only another transp
 
 from __future__ import annotations
 
-import queue
 import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from .compose import Composer, Validation
 from .errors import ConnectFailure, invalid
@@ -20,7 +20,7 @@ from .journal import Journal, Run
 from .mime import date_header
 from .ratelimit import Clock, QuotaReached, RateLimiter
 from .recipients import Recipient
-from .transport import Envelope, Outcome, Route, Transport
+from .transport import Envelope, InFlight, Outcome, Route, Transport, replies
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
 # The same permanent refusal of our sender this many times in a row means every further message
@@ -39,6 +39,22 @@ class Event:
     message_id: str
     started: float  # clock time the transaction began
     seconds: float  # how long it took
+
+
+class _Flight(NamedTuple):
+    """A message of a session, from its start to its outcome."""
+
+    recipient: Recipient
+    message_id: str
+    started: float  # clock time the transaction began
+    pending: InFlight | None = None  # once its content went out, the reply to await
+
+
+@dataclass(slots=True)
+class _Session:
+    transport: Transport
+    announced: Recipient | None = None  # sent next: its envelope went behind the last content
+    flight: _Flight | None = None  # the message whose reply is awaited
 
 
 @dataclass
@@ -142,90 +158,100 @@ class Runner:
             after = seqs[-1]
 
     def _send_round(self, run: Run, recipients: Iterator[Recipient], attempt: int) -> None:
+        """Deliver `recipients` over this runner's sessions, all from this one thread: while one
+        session's server reads a message, the next message is built and sent on another, with
+        none of the hand-overs and lock traffic that a thread per session costs."""
         count = self.connections or max(1, self.job.rate.connections)
-        if count == 1:  # one session: no thread to hand each recipient over to
-            self._work(run, recipients, attempt)
-            return
-        work: queue.Queue[Recipient | None] = queue.Queue(maxsize=count * 4)
-        workers = [
-            threading.Thread(target=self._worker, args=(run, work, attempt), daemon=True)
-            for _ in range(count)
-        ]
-        for worker in workers:
-            worker.start()
         try:
-            for recipient in recipients:
-                if self._stopping():
-                    break
-                work.put(recipient)
+            sessions = [_Session(self.transports()) for _ in range(count)]
+        except BaseException as exc:  # raised in the main thread
+            self._halt(Halt("error", str(exc), exc))
+            return
+        try:
+            while self._start_idle(run, sessions, recipients, attempt):
+                self._land_replied(run, sessions, attempt)
+        except BaseException as exc:  # raised in the main thread
+            self._halt(Halt("error", str(exc), exc))
         finally:
-            for _ in workers:
-                work.put(None)
-            for worker in workers:
-                worker.join()
+            for session in sessions:
+                session.transport.close()
 
     def _stopping(self) -> bool:
         if self.stop.is_set() and self.halt is None:
             self._halt(Halt("interrupted", "interrupted"))
         return self.halt is not None
 
-    def _worker(self, run: Run, work: queue.Queue[Recipient | None], attempt: int) -> None:
-        recipients = iter(work.get, None)
-        self._work(run, recipients, attempt)
-        for _ in recipients:  # the rest, so that the producer never blocks on a stopped worker
-            pass
+    def _start_idle(
+        self, run: Run, sessions: list[_Session], recipients: Iterator[Recipient], attempt: int
+    ) -> bool:
+        """Put a message in flight on every session without one; whether any is in flight."""
+        for session in sessions:
+            while session.flight is None and not self._stopping():
+                recipient, session.announced = session.announced, None
+                recipient = recipient or next(recipients, None)
+                if recipient is None:
+                    break
+                self._start(run, session, recipient, recipients, attempt)
+        return any(session.flight is not None for session in sessions)
 
-    def _work(self, run: Run, recipients: Iterator[Recipient], attempt: int) -> None:
-        """One SMTP session's loop: deliver recipients until there are no more or we stop."""
-        try:
-            transport = self.transports()
-        except BaseException as exc:  # raised in the main thread
-            self._halt(Halt("error", str(exc), exc))
-            return
-        try:
-            upcoming = next(recipients, None)
-            while upcoming is not None and not self._stopping():
-                recipient, upcoming = upcoming, next(recipients, None)
-                self._deliver(run, transport, recipient, attempt, upcoming)
-        except BaseException as exc:  # raised in the main thread
-            self._halt(Halt("error", str(exc), exc))
-        finally:
-            transport.close()
+    def _land_replied(self, run: Run, sessions: list[_Session], attempt: int) -> None:
+        """Wait for the first reply to a message in flight; record those that have come."""
+        flying = {s.flight.pending: s for s in sessions if s.flight and s.flight.pending}
+        for pending, outcome in replies(list(flying)):
+            session = flying[pending]
+            flight, session.flight = session.flight, None
+            assert flight is not None
+            self._land(run, flight, outcome, attempt)
 
-    def _deliver(
+    def _start(
         self,
         run: Run,
-        transport: Transport,
+        session: _Session,
         recipient: Recipient,
+        recipients: Iterator[Recipient],
         attempt: int,
-        upcoming: Recipient | None,
     ) -> None:
-        try:
-            self.limiter.acquire()
-            transport.open()  # before the journal marks anything: a refused session sends nothing
-        except QuotaReached as quota:
-            self._halt(Halt("quota", _quota_message(quota, self.clock)))
-            return
-        except ConnectFailure as exc:
-            self._halt(Halt("connection", str(exc), exc))
-            return
-        if self._stopping():
+        if not self._open(session.transport) or self._stopping():
             return
         message_id = self.composer.message_id(run.run_id, recipient.seq)
         envelope = self._envelope(recipient, message_id)
-        self.journal.begin(run, recipient.seq)
-        started = self.clock()
+        following = None
         # Announcing the next message's envelope early keeps its DATA open until its turn: only
         # when nothing paces the job, or a server would wait for it, even time out.
-        following = self._route(upcoming) if upcoming is not None and self._unpaced else None
+        if self._unpaced:
+            session.announced = next(recipients, None)
+            following = self._route(session.announced) if session.announced else None
+        self.journal.begin(run, recipient.seq)
+        flight = _Flight(recipient, message_id, self.clock())
         try:
-            outcome = transport.send(envelope, following)
+            started = session.transport.start(envelope, following)
         except ConnectFailure as exc:
-            outcome = Outcome("deferred", None, str(exc))
+            started = Outcome("deferred", None, str(exc))
             self._halt(Halt("connection", str(exc), exc))
+        if isinstance(started, Outcome):
+            self._land(run, flight, started, attempt)
+        else:
+            session.flight = flight._replace(pending=started)
+
+    def _open(self, transport: Transport) -> bool:
+        """Wait for the pace, and make sure the session is open: before the journal marks
+        anything, so that a refused session sends nothing."""
+        try:
+            self.limiter.acquire()
+            transport.open()
+        except QuotaReached as quota:
+            self._halt(Halt("quota", _quota_message(quota, self.clock)))
+            return False
+        except ConnectFailure as exc:
+            self._halt(Halt("connection", str(exc), exc))
+            return False
+        return True
+
+    def _land(self, run: Run, flight: _Flight, outcome: Outcome, attempt: int) -> None:
+        recipient = flight.recipient
         self.journal.finish(run, recipient.seq, outcome.state, outcome.code, outcome.response)
-        seconds = self.clock() - started
-        self._record(Event(recipient, outcome, attempt, message_id, started, seconds))
+        seconds = self.clock() - flight.started
+        self._record(Event(recipient, outcome, attempt, flight.message_id, flight.started, seconds))
 
     def _envelope(self, recipient: Recipient, message_id: str) -> Envelope:
         date = date_header(self.clock())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import select
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,8 +56,9 @@ class Outcome:
 class Transport(Protocol):
     def open(self) -> None: ...
 
-    def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
-        """`following`: the message this session sends next, if known."""
+    def start(self, envelope: Envelope, following: Route | None = None) -> Outcome | InFlight:
+        """One transaction: its outcome, or, once the content went out, the reply to await.
+        `following`: the message this session sends next, if known."""
         ...
 
     def close(self) -> None: ...
@@ -196,7 +199,14 @@ class SmtpTransport:
         conn.ehlo()
 
     def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
-        """One transaction. A stale reused connection is reopened once and the message retried.
+        """One transaction, to the server's reply."""
+        started = self.start(envelope, following)
+        return started if isinstance(started, Outcome) else started.finish()
+
+    def start(self, envelope: Envelope, following: Route | None = None) -> Outcome | InFlight:
+        """One transaction, up to the content: what became of the message when the server
+        refused it before, else the reply to await. A stale reused connection is reopened once
+        and the message retried.
 
         `following`, the message to send next, has its envelope sent behind this message's
         content, so that each message costs one round trip instead of two."""
@@ -214,7 +224,7 @@ class SmtpTransport:
             except _StaleConnection as exc:
                 return Outcome("deferred", None, f"connection lost before MAIL: {exc}")
 
-    def _transaction(self, envelope: Envelope, following: Route | None) -> Outcome:
+    def _transaction(self, envelope: Envelope, following: Route | None) -> Outcome | InFlight:
         conn = self.conn
         assert conn is not None
         if envelope.route.smtputf8 and not conn.has_extn("smtputf8"):
@@ -228,9 +238,6 @@ class SmtpTransport:
         try:
             replies = self._envelope_replies(conn, envelope)
             return self._after_envelope(conn, envelope, replies, following)
-        except _AfterDot as exc:
-            self.close()
-            return Outcome("unknown", None, f"no reply after the message was sent: {exc}")
         except _Dropped as exc:
             self.close()
             if exc.first_reply and self.sent_on_conn:
@@ -262,7 +269,7 @@ class SmtpTransport:
         envelope: Envelope,
         replies: tuple[Reply, ...],
         following: Route | None,
-    ) -> Outcome:
+    ) -> Outcome | InFlight:
         """Judge the envelope replies; send the content when all three accept."""
         mail, *others = replies
         rcpt, data = (*others, None, None)[:2]
@@ -280,7 +287,7 @@ class SmtpTransport:
             return self._refused(*(data or rcpt))
         return self._content(conn, envelope, following)
 
-    def _content(self, conn: smtplib.SMTP, envelope: Envelope, following: Route | None) -> Outcome:
+    def _content(self, conn: smtplib.SMTP, envelope: Envelope, following: Route | None) -> InFlight:
         payload = envelope.data
         if payload.startswith(b".") or b"\n." in payload:  # a scan, much cheaper than the regex
             payload = _DOT_LINE.sub(b"..", payload)  # RFC 5321 4.5.2 transparency
@@ -289,14 +296,25 @@ class SmtpTransport:
         announced = following if following is not None and _can_announce(conn, following) else None
         _io(conn.send, payload + b".\r\n" + (announced.commands() if announced else b""))
         self.announced = announced
+        assert conn.sock is not None
+        return InFlight(self, conn.sock)
+
+    def _reply_to_content(self) -> Outcome:
+        conn = self.conn
+        if conn is None:  # closed meanwhile
+            return self._lost("the connection was closed")
         try:
             code, reply = conn.getreply()
         except (smtplib.SMTPException, OSError) as exc:
-            raise _AfterDot(_describe(exc)) from None
+            return self._lost(_describe(exc))
         self.sent_on_conn += 1
         if code == 421:
             self.close()
         return Outcome(classify(code), code, _text(reply))
+
+    def _lost(self, reason: str) -> Outcome:
+        self._drop()  # a QUIT now would wait behind the reply that did not come
+        return Outcome("unknown", None, f"no reply after the message was sent: {reason}")
 
     def _refused(self, code: int, reply: bytes) -> Outcome:
         if code == 421:  # the server is closing the session
@@ -313,16 +331,21 @@ class SmtpTransport:
             self.close()
 
     def close(self) -> None:
-        conn, self.conn = self.conn, None
-        announced, self.announced = self.announced, None
-        if conn is None:
+        if self.announced is not None:  # in DATA: QUIT would be message text; no dot, no message
+            self._drop()
             return
-        if announced is not None:  # in DATA: QUIT would be message text; no dot, no message
-            conn.close()
+        conn, self.conn = self.conn, None
+        if conn is None:
             return
         try:
             conn.quit()
         except (smtplib.SMTPException, OSError):
+            conn.close()
+
+    def _drop(self) -> None:
+        """Close the connection without QUIT."""
+        conn, self.conn, self.announced = self.conn, None, None
+        if conn is not None:
             conn.close()
 
 
@@ -354,8 +377,44 @@ def _io(call: Callable[..., Any], *args: bytes, first_reply: bool = False) -> An
         raise _Dropped(_describe(exc), first_reply=first_reply) from None
 
 
-class _AfterDot(Exception):
-    pass
+class InFlight:
+    """A message whose content went out: the server's reply is still to be read."""
+
+    __slots__ = ("_sock", "_transport", "deadline")
+
+    def __init__(self, transport: SmtpTransport, sock: socket.socket):
+        self._transport = transport
+        self._sock = sock
+        self.deadline = time.monotonic() + transport.settings.timeout  # for the reply
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def finish(self) -> Outcome:
+        """Read the reply: it says what became of the message."""
+        return self._transport._reply_to_content()
+
+    def abandon(self, reason: str) -> Outcome:
+        return self._transport._lost(reason)
+
+
+def replies(flights: Sequence[InFlight]) -> list[tuple[InFlight, Outcome]]:
+    """The outcomes of the messages whose replies have come, after waiting for the first; a
+    message without a reply by its deadline ends `unknown`, as a blocking read would leave it.
+
+    A message goes in flight only once every reply before its content has been read, so a reply
+    to it cannot be sitting unread in a buffer: waiting on the sockets is enough."""
+    if len(flights) == 1:  # nothing to do meanwhile: the read waits, up to the same timeout
+        return [(flights[0], flights[0].finish())]
+    poller = select.poll()
+    for flight in flights:
+        poller.register(flight, select.POLLIN)
+    wait = min(flight.deadline for flight in flights) - time.monotonic()
+    ready = {fd for fd, _ in poller.poll(max(0.0, 1000 * wait))}
+    now = time.monotonic()
+    answered = [flight for flight in flights if flight.fileno() in ready]
+    late = [flight for flight in flights if flight not in answered and flight.deadline <= now]
+    return [(f, f.finish()) for f in answered] + [(f, f.abandon("timed out")) for f in late]
 
 
 class PreviewTransport:
@@ -368,7 +427,7 @@ class PreviewTransport:
         except OSError as exc:
             raise StateError(f"cannot create {out_dir}: {exc.strerror}") from None
 
-    def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
+    def start(self, envelope: Envelope, following: Route | None = None) -> Outcome:
         path = self.out_dir / preview_name(envelope.route.seq, envelope.route.recipient)
         try:
             path.write_bytes(envelope.data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import signal
@@ -554,6 +555,80 @@ def test_parallel_processes_die_with_a_killed_parent(
     code, _, err = finish(spawn(job))
     assert code == 0, err
     assert_everyone_once_but(server, 20, in_flight=2)
+
+
+# --- several sessions in one process, driven from one thread -------------------------------
+
+
+def test_each_process_keeps_two_sessions_busy(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = smtp_server(script=Script(rcpt_replies={"user7@example.com": ["550 5.1.1 No"]}))
+    job = make_job(tmp_path, server.port, recipients=recipients(40), rate={"connections": 4})
+    report = tmp_path / "report.json"
+    result = run_cli(capsys, "run", job, "--report", report)
+
+    assert result.code == 1
+    assert server.connections == 4
+    per_session = collections.Counter(m.session for m in server.messages)
+    assert len(per_session) == 4, per_session
+    assert min(per_session.values()) >= 5, per_session
+    assert sorted(delivered(server)) == sorted(
+        f"user{i}@example.com" for i in range(1, 41) if i != 7
+    )
+    assert set(delivered(server).values()) == {1}
+    assert statuses(report)["user7@example.com"] == "failed"
+
+
+def held_reply_run(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str], hold: float
+) -> tuple[list[tuple[float, str]], dict[str, dict[str, object]]]:
+    """A paced job (one process, 10 messages a second) with two sessions, the server holding
+    user2's reply for `hold` seconds; smtp.timeout is 1 s. When the server took each message,
+    and each delivery event."""
+    taken: list[tuple[float, str]] = []
+    script = Script(stall_after_data=hold, stall_rcpts={"user2@example.com"})
+    script.after_accept = lambda message: taken.append((time.monotonic(), message.rcpt_tos[0]))
+    server = smtp_server(script=script)
+    job = make_job(
+        tmp_path,
+        server.port,
+        recipients=recipients(20),
+        rate={"connections": 2, "per_second": 10},
+        smtp={"timeout": 1},
+    )
+    log = tmp_path / "events.jsonl"
+    run_cli(capsys, "run", job, "--log", log)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    return taken, {e["email"]: e for e in events if e["event"] == "delivery"}
+
+
+def test_a_session_awaiting_its_reply_holds_up_no_other(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken, deliveries = held_reply_run(tmp_path, smtp_server, capsys, hold=0.8)
+
+    held_at = next(when for when, rcpt in taken if rcpt == "user2@example.com")
+    meanwhile = [rcpt for when, rcpt in taken if held_at < when < held_at + 0.75]
+    assert len(meanwhile) >= 8, meanwhile  # the first second's other nine, on the other session
+    assert {e["status"] for e in deliveries.values()} == {"sent"}
+    assert len(deliveries) == 20
+
+
+def test_a_reply_that_never_comes_ends_unknown_at_the_timeout(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, deliveries = held_reply_run(tmp_path, smtp_server, capsys, hold=4.0)
+
+    held = deliveries.pop("user2@example.com")
+    assert (held["status"], held["response"]) == (
+        "unknown",
+        "no reply after the message was sent: timed out",
+    )
+    # Given up at its own deadline, while the other session still had messages to send.
+    assert 0.9 <= float(held["seconds"]) < 1.6, held
+    assert {e["status"] for e in deliveries.values()} == {"sent"}
+    assert len(deliveries) == 19
 
 
 def test_the_state_dir_comes_from_the_option_or_the_environment(
