@@ -41,8 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--recipients", type=int, default=2000, metavar="N",
                         help="recipients (messages) per run (2000)")
     parser.add_argument("--runs", type=int, default=3, metavar="K", help="runs per contender (3)")
-    parser.add_argument("--connections", type=int, default=2, metavar="C",
-                        help="batchmail parallel SMTP sessions, rate.connections (2)")
+    parser.add_argument("--connections", type=int, default=4, metavar="C",
+                        help="batchmail parallel SMTP sessions, rate.connections (4)")
     parser.add_argument("--skip-mailmerge", action="store_true", help="only run batchmail")
     parser.add_argument("--skip-batchmail", action="store_true", help="only run mailmerge")
     parser.add_argument("--skip-setup", action="store_true", help="do not run bench/setup.sh")
