@@ -5,9 +5,9 @@ from __future__ import annotations
 import email.utils
 import functools
 import re
-from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
+from msgspec import Struct
 
 # Characters that end a line somewhere (str.splitlines) plus NUL: none may reach a header.
 _LINE_BREAKS = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
@@ -17,8 +17,7 @@ _NAME_ADDR = re.compile(r"^\s*(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>\s*$")
 _BARE_ADDR = re.compile(r"^\s*(?P<addr>[^<>\s]+)\s*$")
 
 
-@dataclass(frozen=True, slots=True)
-class Mailbox:
+class Mailbox(Struct, frozen=True):
     address: str  # exactly as given, never "repaired"
     name: str = ""
     ascii_address: str = ""  # the address with an IDN domain in A-labels, when it has one

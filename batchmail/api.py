@@ -9,9 +9,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from .compose import (
     KEPT_BYTES,
@@ -47,8 +48,7 @@ def _ignore(_: object) -> None:
     return None
 
 
-@dataclass
-class RunOptions:
+class RunOptions(Struct):
     dry_run: bool = False
     out: Path | None = None  # dry run: where previews go (default: preview/ beside the job)
     report: Path | None = None
@@ -70,8 +70,7 @@ class RunOptions:
     schema_verdict: SchemaVerdict | None = None  # the job file's schema, checked beforehand
 
 
-@dataclass(frozen=True)
-class RunResult:
+class RunResult(Struct, frozen=True):
     job: str
     run_id: str
     status: str
@@ -189,8 +188,7 @@ def default_state_dir(job: Job, options: RunOptions) -> Path:
     return Path(chosen) if chosen else job.path.parent / ".batchmail"
 
 
-@dataclass
-class _Invocation:
+class _Invocation(Struct):
     """One run of a job after validation: the run chosen, and where things go."""
 
     options: RunOptions
@@ -334,8 +332,7 @@ class _Invocation:
         write_report(self.report, head, summary, entries)
 
 
-@dataclass
-class _ShardWork:
+class _ShardWork(Struct):
     """What a forked process does with its share of the recipients: validate it, then, when
     the parent says so, send it. Created in the parent; each process runs its own copy."""
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+from msgspec import Struct, field
 
 from .addresses import AddressError, check_address
 from .attachments import Attachments
@@ -33,8 +34,7 @@ _PLACEHOLDER_RUN = "0" * len(new_run_id(0.0))
 _PLACEHOLDER_DATE = date_header(0.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(Struct, frozen=True):
     recipient: Recipient
     content: Content
 
@@ -43,8 +43,7 @@ class Message:
         return [part.filename for part in self.content.attachments]
 
 
-@dataclass
-class Validation:
+class Validation(Struct):
     count: int = 0
     digest: str = ""
     problems: list[Problem] = field(default_factory=list)
@@ -220,8 +219,7 @@ def _signer(job: Job) -> Signer | None:
     return Signer(job.dkim)
 
 
-@dataclass
-class ShardValidation:
+class ShardValidation(Struct):
     """What one process's validation pass found, for its shard of the recipients: every row is
     read and checked by each process, the messages of seq % count == index are built."""
 

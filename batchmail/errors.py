@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+from msgspec import Struct
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -23,8 +24,7 @@ class BatchmailError(Exception):
         return [str(self)]
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Struct, frozen=True):
     """One located problem: `where` is `file:line` or `file`, `what` the field path."""
 
     where: str
@@ -36,17 +36,15 @@ class Problem:
         return ": ".join([*parts, self.message])
 
 
-@dataclass
 class InvalidJobError(BatchmailError):
     """The job cannot be sent as it is (schema, data, template, attachment, usage): exit 2."""
 
-    problems: Sequence[Problem] = field(default_factory=list)
-    hidden: int = 0  # problems not listed, to keep the output readable
-
     exit_code = EXIT_INVALID
 
-    def __post_init__(self) -> None:
-        super().__init__(str(self.problems[0]) if self.problems else "invalid job")
+    def __init__(self, problems: Sequence[Problem] = (), hidden: int = 0):
+        super().__init__(str(problems[0]) if problems else "invalid job")
+        self.problems = problems
+        self.hidden = hidden  # problems not listed, to keep the output readable
 
     def lines(self) -> list[str]:
         out = [str(p) for p in self.problems]

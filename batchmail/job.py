@@ -7,11 +7,12 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
+
+from msgspec import Struct, field
 
 from .addresses import AddressError, Mailbox, parse_mailbox
 from .errors import InvalidJobError, Problem, invalid
@@ -48,8 +49,7 @@ class SchemaVerdict(Protocol):
         """The schema problems of the job file with this text, if known for this environment."""
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
+class SmtpSettings(Struct, frozen=True):
     host: str
     port: int
     security: str
@@ -63,8 +63,7 @@ class SmtpSettings:
     oauth2: OAuth2Settings | None = None
 
 
-@dataclass(frozen=True)
-class OAuth2Settings:
+class OAuth2Settings(Struct, frozen=True):
     """Where the XOAUTH2 bearer token comes from: a ready token, or a refresh grant."""
 
     access_token_env: str | None = None
@@ -74,18 +73,19 @@ class OAuth2Settings:
     token_url: str | None = None
 
 
-@dataclass(frozen=True)
-class DkimSettings:
+class DkimSettings(Struct, frozen=True):
     domain: str
     selector: str
-    private_key: bytes = field(repr=False)  # PEM, read once when the job is loaded
+    private_key: bytes  # PEM, read once when the job is loaded
     key_source: str = ""  # the file or variable it came from, for messages
     headers: tuple[str, ...] | None = None
     where: str = ""
 
+    def __repr__(self) -> str:  # never show the key, even in a debugger or a traceback
+        return f"DkimSettings(domain={self.domain!r}, selector={self.selector!r}, private_key=***)"
 
-@dataclass(frozen=True)
-class UnsubscribeSettings:
+
+class UnsubscribeSettings(Struct, frozen=True):
     url: str | None = None  # Jinja2 templates
     mailto: str | None = None
     one_click: bool = False
@@ -93,8 +93,7 @@ class UnsubscribeSettings:
     mailto_where: str = ""
 
 
-@dataclass(frozen=True)
-class RateSettings:
+class RateSettings(Struct, frozen=True):
     per_second: float | None = None
     per_minute: float | None = None
     per_hour: float | None = None
@@ -124,8 +123,7 @@ def _whole_messages(count: float, span: float) -> tuple[int, float]:
     return (int(count), span) if count >= 1 else (1, span / count)
 
 
-@dataclass(frozen=True)
-class AttachmentSpec:
+class AttachmentSpec(Struct, frozen=True):
     pattern: str
     where: str  # job file and line, for errors
     content_type: str | None = None
@@ -136,20 +134,17 @@ class AttachmentSpec:
         return bool(_TEMPLATED.search(self.pattern))
 
 
-@dataclass(frozen=True)
-class TemplateRef:
+class TemplateRef(Struct, frozen=True):
     name: str  # path relative to base_dir, as the Jinja2 loader knows it
     where: str
 
 
-@dataclass(frozen=True)
-class InlineRecipient:
+class InlineRecipient(Struct, frozen=True):
     fields: Mapping[str, Any]
     where: str
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Struct, frozen=True):
     path: Path
     name: str
     base_dir: Path
@@ -228,8 +223,7 @@ def _problem_order(problem: Problem) -> tuple[int, str]:
     return (int(line) if line.isdigit() else 0, problem.what)
 
 
-@dataclass
-class _Interpolator:
+class _Interpolator(Struct):
     """Replaces `${VAR}` and `${VAR:-default}` in scalars; `$$` stands for a literal `$`."""
 
     environ: Mapping[str, str]

@@ -19,10 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from msgspec import Struct
 
 from .errors import EXIT_TEMPFAIL, BatchmailError, StateError
 from .recordlog import RecordLog, logs_with_prefix, read_records
@@ -92,8 +93,7 @@ class JobLocked(BatchmailError):
     exit_code = EXIT_TEMPFAIL
 
 
-@dataclass(frozen=True, slots=True)
-class Staged:
+class Staged(Struct, frozen=True):
     """One validated recipient, as the journal keeps it until a run takes it over."""
 
     seq: int
@@ -102,8 +102,7 @@ class Staged:
     attachments: list[str]
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(Struct, frozen=True):
     run_id: str
     digest: str
     total: int
@@ -111,8 +110,7 @@ class Run:
     resumed: bool  # an earlier invocation of this run exists
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(Struct, frozen=True):
     seq: int
     email: str
     state: str
@@ -415,8 +413,7 @@ class Journal:
         return dict(rows)
 
 
-@dataclass(slots=True)
-class _Change:
+class _Change(Struct):
     """What a log's records do to one recipient, as the parameters of _APPLY."""
 
     run_id: str

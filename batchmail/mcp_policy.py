@@ -10,9 +10,10 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from .addresses import Mailbox
 
@@ -32,8 +33,7 @@ class PolicyError(Exception):
     """A request the server's policy refuses; the message is one line meant for the agent."""
 
 
-@dataclass(frozen=True)
-class Allowlist:
+class Allowlist(Struct, frozen=True):
     """Addresses and `@domain`s that may be mailed, compared case-insensitively.
 
     `@example.com` covers addresses at exactly that domain, not its subdomains. Empty: nobody.
@@ -105,8 +105,7 @@ class Quota:
             self._used = max(0, self._used - max(0, count))
 
 
-@dataclass(frozen=True)
-class Root:
+class Root(Struct, frozen=True):
     """The folder that job files, report files and attachments must be inside (after realpath)."""
 
     path: Path
@@ -184,8 +183,7 @@ class Redactor:
         return value
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(Struct, frozen=True):
     allow: Allowlist
     quota: Quota
     root: Root

@@ -18,12 +18,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from msgspec import Struct, field
 from pydantic import Field
 
 from . import __version__
@@ -126,8 +126,7 @@ class _GatedComposer(Composer):
         return message
 
 
-@dataclass
-class _Checked:
+class _Checked(Struct):
     """A job that validated: every message rendered and built once."""
 
     path: Path
@@ -141,8 +140,7 @@ class _Checked:
         return list(self.composer.mailboxes.values())
 
 
-@dataclass
-class _RunGuard:
+class _RunGuard(Struct):
     """Watches a run's deliveries; stops it if it strays beyond what was checked beforehand
     (inputs changed between the server's check and the run's own validation)."""
 
@@ -179,8 +177,7 @@ def _matches(base: Path, pattern: str) -> Iterator[Path]:
 # send_email's settings
 
 
-@dataclass(frozen=True)
-class _SmtpConfig:
+class _SmtpConfig(Struct, frozen=True):
     settings: SmtpSettings
     credentials: Credentials | None
     sender: Mailbox

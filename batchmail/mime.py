@@ -15,12 +15,12 @@ import hashlib
 import mimetypes
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import encode_rfc2231, format_datetime, formataddr
 
 import magic
+from msgspec import Struct
 
 from .addresses import Mailbox, has_line_break
 
@@ -42,8 +42,7 @@ class HeaderValueError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(Struct, frozen=True):
     """An encoded attachment: ready to place in any message."""
 
     filename: str
@@ -52,8 +51,7 @@ class Part:
     encoded: bytes  # MIME headers, blank line and base64 body, CRLF line endings
 
 
-@dataclass(frozen=True, slots=True)
-class Content:
+class Content(Struct, frozen=True):
     """What one recipient's message says; `build_message` turns it into bytes."""
 
     to: Mailbox

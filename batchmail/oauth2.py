@@ -14,7 +14,6 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
@@ -45,9 +44,8 @@ def _env(environ: Mapping[str, str], name: str, key: str) -> str:
     return value
 
 
-@dataclass(frozen=True, repr=False)
-class XOAuth2Credentials(Credentials):
-    tokens: TokenSource = field(compare=False)
+class XOAuth2Credentials(Credentials, frozen=True):
+    tokens: TokenSource
 
     def prepare(self) -> None:
         # Before sending starts: sessions opened later, in any thread or forked process, then

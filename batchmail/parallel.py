@@ -18,9 +18,10 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from msgspec import Struct
 
 from .compose import ShardValidation
 from .errors import BatchmailError, InvalidJobError, Problem
@@ -34,22 +35,19 @@ _SEVERITY = ("error", "connection", "sender_refused", "quota", "interrupted")
 Shard = tuple[int, int]  # (index, count)
 
 
-@dataclass(frozen=True)
-class Go:
+class Go(Struct, frozen=True):
     """The parent's word to send: the run chosen, and what the parent prepared to share."""
 
     run: Run
     credentials: Any = None  # Credentials.shared(): a token fetched once for every process
 
 
-@dataclass(frozen=True)
-class ShardResult:
+class ShardResult(Struct, frozen=True):
     sent_now: int
     halt: tuple[str, str, int] | None  # reason, message, exit code of a BatchmailError
 
 
-@dataclass(frozen=True)
-class _Refused:
+class _Refused(Struct, frozen=True):
     """A share that is invalid as a whole (an unreadable data file, say), or failed."""
 
     problems: list[Problem]

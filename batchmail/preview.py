@@ -25,7 +25,6 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -33,6 +32,8 @@ from html import escape
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote, unquote
+
+from msgspec import Struct, field
 
 from .errors import StateError
 from .mime import detect_type
@@ -105,8 +106,7 @@ footer { padding: 0 32px 32px; color: var(--muted); font-size: 13px; }
 """
 
 
-@dataclass
-class Totals:
+class Totals(Struct):
     """What the summary says: every message counted, only the first `limit` shown; and where
     each page's cards start and end in the file of cards."""
 
@@ -126,8 +126,7 @@ class Totals:
         return self.bounds[page - 1], self.bounds[page]
 
 
-@dataclass(frozen=True)
-class Attachment:
+class Attachment(Struct, frozen=True):
     filename: str
     content_type: str  # as the message declares it
     detected: str  # what the content is (python-magic)
@@ -135,8 +134,7 @@ class Attachment:
     inline: bool = False  # an image the HTML body shows by `cid:`
 
 
-@dataclass
-class Contents:
+class Contents(Struct):
     """What a message holds besides its headers."""
 
     text: str | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], object]
@@ -15,11 +14,12 @@ Sleep = Callable[[float], object]
 QUOTA_SPAN = 3600.0
 
 
-@dataclass
 class QuotaReached(Exception):
-    limit: int
-    span: float
-    next_at: float  # clock time at which the next message may go
+    def __init__(self, limit: int, span: float, next_at: float):
+        super().__init__(limit, span, next_at)
+        self.limit = limit
+        self.span = span
+        self.next_at = next_at  # clock time at which the next message may go
 
 
 class RateLimiter:

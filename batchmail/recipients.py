@@ -7,9 +7,10 @@ import csv
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from msgspec import Struct
 
 from .addresses import AddressError, Mailbox, has_line_break, mailbox
 from .errors import Problem, invalid
@@ -20,8 +21,7 @@ from .yamlfile import load_yaml
 Warn = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
+class Recipient(Struct, frozen=True):
     seq: int  # 1-based position among the job's recipients, after de-duplication
     mailbox: Mailbox
     fields: Mapping[str, Any]
@@ -35,8 +35,7 @@ class Recipient:
         return f"recipient {self.seq}, {self.email}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
+class _Row(Struct, frozen=True):
     fields: Mapping[str, Any]
     origin: str
     path: str = ""  # where the row sits in the job file (`recipients[2].`), for inline ones

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
+from msgspec import Struct, field
 
 from .errors import InvalidJobError, Problem, invalid
 from .job import Job, TemplateRef, display_path
@@ -19,8 +19,7 @@ _HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".xml", ".html.j2", ".htm.j2", ".ht
 _INLINE = "@inline:"
 
 
-@dataclass(frozen=True, slots=True)
-class Rendered:
+class Rendered(Struct, frozen=True):
     subject: str
     text: str | None
     html: str | None

@@ -8,10 +8,11 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from msgspec import Struct, field
 
 from .errors import StateError
 from .journal import Delivery, report_status
@@ -20,8 +21,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps would make one per
 STATUSES = ("sent", "previewed", "failed", "deferred", "unknown", "pending", "skipped")
 
 
-@dataclass
-class ReportHead:
+class ReportHead(Struct):
     job: str
     dry_run: bool
     started: float

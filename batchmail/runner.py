@@ -9,9 +9,9 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple
+
+from msgspec import Struct, field, structs
 
 from .compose import Composer, Validation
 from .errors import ConnectFailure, invalid
@@ -29,8 +29,7 @@ SENDER_REFUSALS_TO_STOP = 3
 _CHUNK = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(Struct, frozen=True):
     """One transaction's end, for progress displays and logs."""
 
     recipient: Recipient
@@ -41,7 +40,7 @@ class Event:
     seconds: float  # how long it took
 
 
-class _Flight(NamedTuple):
+class _Flight(Struct, frozen=True):
     """A message of a session, from its start to its outcome."""
 
     recipient: Recipient
@@ -50,15 +49,13 @@ class _Flight(NamedTuple):
     pending: InFlight | None = None  # once its content went out, the reply to await
 
 
-@dataclass(slots=True)
-class _Session:
+class _Session(Struct):
     transport: Transport
     announced: Recipient | None = None  # sent next: its envelope went behind the last content
     flight: _Flight | None = None  # the message whose reply is awaited
 
 
-@dataclass
-class Halt:
+class Halt(Struct):
     """Why the run stopped before every recipient was tried."""
 
     reason: str  # interrupted | quota | connection | sender_refused | error
@@ -86,8 +83,7 @@ def choose_run(journal: Journal, job: Job, validation: Validation, *, new_run: b
     )
 
 
-@dataclass
-class Runner:
+class Runner(Struct):
     job: Job
     composer: Composer
     journal: Journal
@@ -105,7 +101,7 @@ class Runner:
     _sender_refusals: list[str] = field(default_factory=list)
     _retry: list[Recipient] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _unpaced: bool = field(init=False)
+    _unpaced: bool = False  # set from the job
 
     def __post_init__(self) -> None:
         self._unpaced = not self.job.rate.paced  # asked for every message: once
@@ -231,7 +227,7 @@ class Runner:
         if isinstance(started, Outcome):
             self._land(run, flight, started, attempt)
         else:
-            session.flight = flight._replace(pending=started)
+            session.flight = structs.replace(flight, pending=started)
 
     def _open(self, transport: Transport) -> bool:
         """Wait for the pace, and make sure the session is open: before the journal marks

@@ -9,9 +9,10 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from .errors import ConnectFailure, StateError, invalid
 from .job import SmtpSettings
@@ -19,8 +20,7 @@ from .job import SmtpSettings
 _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(Struct, frozen=True):
     """Where a message goes: all that MAIL FROM and RCPT TO need."""
 
     seq: int
@@ -35,16 +35,14 @@ class Route:
         return text.encode("utf-8" if self.smtputf8 else "ascii")
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(Struct, frozen=True):
     """A message and where it goes."""
 
     route: Route
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """What became of one message: sent | failed | deferred | unknown | previewed."""
 
     state: str
@@ -64,8 +62,7 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Struct, frozen=True):
     username: str
     password: str
 

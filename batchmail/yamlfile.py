@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from msgspec import Struct
 
 from .errors import InvalidJobError, Problem
 
@@ -15,8 +15,7 @@ _PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 ScalarHook = Callable[[str, Path, int], str]
 
 
-@dataclass(frozen=True)
-class Located:
+class Located(Struct, frozen=True):
     """A loaded document and the line (1-based) of every key and item in it."""
 
     data: Any
