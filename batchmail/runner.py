@@ -160,13 +160,13 @@ class Runner(Struct):
         count = self.connections or max(1, self.job.rate.connections)
         try:
             sessions = [_Session(self.transports()) for _ in range(count)]
-        except BaseException as exc:  # raised in the main thread
+        except BaseException as exc:  # the caller raises it once the journal is folded
             self._halt(Halt("error", str(exc), exc))
             return
         try:
             while self._start_idle(run, sessions, recipients, attempt):
                 self._land_replied(run, sessions, attempt)
-        except BaseException as exc:  # raised in the main thread
+        except BaseException as exc:  # the caller raises it once the journal is folded
             self._halt(Halt("error", str(exc), exc))
         finally:
             for session in sessions:

@@ -57,8 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated recipient counts, k/M suffixes ok (10k,100k,1M)")
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"comma-separated subset of {','.join(MODES)} (all)")
-    parser.add_argument("--connections", type=int, default=2, metavar="C",
-                        help="batchmail parallel SMTP sessions for `run` (2)")
+    parser.add_argument("--connections", type=int, default=4, metavar="C",
+                        help="batchmail parallel SMTP sessions for `run` (4)")
     parser.add_argument("--skip-setup", action="store_true", help="do not run bench/setup.sh")
     parser.add_argument("--batchmail", type=Path, default=bl.DEFAULT_BATCHMAIL,
                         help="batchmail executable (the repo's .venv/bin/batchmail)")
