@@ -9,13 +9,14 @@ others within BATCH_SECONDS. A reader thread hands the lines to the handler.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import msgspec
 
 from .runner import Event
 
@@ -39,6 +40,16 @@ def event_record(event: Event) -> dict[str, Any]:
         "started": round(event.started, 6),
         "seconds": round(event.seconds, 6),
     }
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    """The record as one JSON line of at most _MAX_LINE bytes: a long reply is cut, not the
+    JSON."""
+    line = msgspec.json.encode(record)
+    if len(line) >= _MAX_LINE:
+        record["response"] = record["response"][:200]
+        line = msgspec.json.encode(record)
+    return line + b"\n"
 
 
 class EventPipe:
@@ -72,7 +83,7 @@ class EventPipe:
         if os.getpid() == self._owner:
             self._handle(event_record(event))
             return
-        line = json.dumps(event_record(event), ensure_ascii=True).encode()[:_MAX_LINE] + b"\n"
+        line = _line(event_record(event))
         with self._batch_lock:
             self._batch.append(line)
             now = time.monotonic()
@@ -102,7 +113,7 @@ class EventPipe:
 
     def _drain(self) -> None:
         for line in self._lines():
-            self._handle(json.loads(line))
+            self._handle(msgspec.json.decode(line))
 
     def _lines(self) -> Iterator[bytes]:
         pending = b""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import secrets
 import sqlite3
 import threading
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 from msgspec import Struct
 
 from .errors import EXIT_TEMPFAIL, BatchmailError, StateError
@@ -219,7 +219,7 @@ class Journal:
             with self._write() as db:
                 db.executemany(
                     "INSERT OR REPLACE INTO staging VALUES (?, ?, ?, ?, ?)",
-                    ((self.job, r.seq, r.email, r.size, json.dumps(r.attachments)) for r in rows),
+                    ((self.job, r.seq, r.email, r.size, _json(r.attachments)) for r in rows),
                 )
             rows.clear()
 
@@ -399,7 +399,7 @@ class Journal:
                 response,
                 attempts,
                 size,
-                json.loads(names or "[]"),
+                msgspec.json.decode(names or "[]"),
                 invocation == run.invocation,
             )
 
@@ -493,6 +493,10 @@ def job_lock(state_dir: Path, job: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def journal_path(state_dir: Path) -> Path:

@@ -10,17 +10,17 @@ reply. The journal folds the records in, many per transaction (see Journal.fold_
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .errors import StateError
 
 SUFFIX = ".log"
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one a record
 
 
 class RecordLog:
@@ -37,7 +37,7 @@ class RecordLog:
 
     def append(self, record: list[Any]) -> None:
         """One `write()` per record: O_APPEND writes of threads never interleave."""
-        line = (_ENCODER.encode(record) + "\n").encode()
+        line = msgspec.json.encode(record) + b"\n"
         try:
             written = os.write(self._fd, line)
         except OSError as exc:
@@ -61,7 +61,7 @@ def read_records(path: Path) -> Iterator[list[Any]]:
             if not line.endswith(b"\n"):
                 return
             try:
-                record = json.loads(line)
+                record = msgspec.json.decode(line)
             except ValueError:
                 record = None
             if not (isinstance(record, list) and record and isinstance(record[0], str)):

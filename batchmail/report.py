@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tempfile
@@ -12,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 from msgspec import Struct, field
 
 from .errors import StateError
 from .journal import Delivery, report_status
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps would make one per recipient
 STATUSES = ("sent", "previewed", "failed", "deferred", "unknown", "pending", "skipped")
 
 
@@ -68,19 +67,19 @@ def write_report(
         }
         if head.errors:
             fields["errors"] = head.errors
-        out.write(json.dumps(fields, ensure_ascii=False)[:-1] + ', "recipients": [')
+        out.write(msgspec.json.encode(fields)[:-1] + b',"recipients":[')
         for index, entry in enumerate(entries):
-            out.write(("\n  " if index == 0 else ",\n  ") + _ENCODER.encode(entry))
-        out.write("\n]}\n")
+            out.write((b"\n  " if index == 0 else b",\n  ") + msgspec.json.encode(entry))
+        out.write(b"\n]}\n")
 
 
 @contextmanager
-def _atomic_target(path: Path) -> Iterator[IO[str]]:
+def _atomic_target(path: Path) -> Iterator[IO[bytes]]:
     """A regular file is replaced atomically (temp file, fsync, rename); a device or FIFO
     (`/dev/stdout`) is written in place, since it cannot be renamed over."""
     try:
         if path.exists() and not stat.S_ISREG(path.stat().st_mode):
-            with path.open("w", encoding="utf-8") as out:
+            with path.open("wb") as out:
                 yield out
                 out.flush()
             return
@@ -89,7 +88,7 @@ def _atomic_target(path: Path) -> Iterator[IO[str]]:
     except OSError as exc:
         raise StateError(f"cannot write the report {path}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with os.fdopen(fd, "wb") as out:
             yield out
             out.flush()
             os.fsync(out.fileno())

@@ -234,6 +234,25 @@ def test_the_example_ci_workflows_run_a_repository_job() -> None:
     assert "batchmail run jobs/ci-artifacts.yaml" in " ".join(gitlab["mail-artifacts"]["script"])
 
 
+def test_a_long_non_ascii_reply_keeps_the_event_stream_whole(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event line is written whole or not at all: a reply too long for one cannot cut it."""
+    reply = "550 5.1.1 " + "Ü" * 30 + "\U0001f600" * 960  # about 3,900 bytes of UTF-8
+    server = smtp_server(script=Script(rcpt_replies={"user3@example.com": [reply]}))
+    job = make_job(tmp_path, server.port, recipients=recipients(20), rate={"connections": 2})
+    log = tmp_path / "events.jsonl"
+    result = run_cli(capsys, "run", job, "--log", log)
+    assert result.code == 1
+
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    deliveries = {e["email"]: e for e in events if e["event"] == "delivery"}
+    assert len(deliveries) == 20
+    refused = deliveries["user3@example.com"]
+    assert refused["status"] == "failed"
+    assert refused["response"] == "5.1.1 " + "Ü" * 30 + "\U0001f600" * 164
+
+
 def test_every_delivery_of_sending_processes_reaches_the_event_log(
     tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
