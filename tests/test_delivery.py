@@ -246,7 +246,10 @@ def test_permanent_refusals_are_recorded_and_the_run_goes_on(
     assert "user3@example.com: failed: 550 5.1.1 No such user" in result.err
 
 
-def _tls_job(tmp_path: Path, port: int, security: str, **smtp: object) -> Path:
+def _tls_job(
+    tmp_path: Path, port: int, security: str, people: int = 3, connections: int = 1, **smtp: object
+) -> Path:
+    """A job sending with TLS and AUTH to `people` recipients over `connections` sessions."""
     settings = {
         "host": "127.0.0.1",
         "port": port,
@@ -255,7 +258,13 @@ def _tls_job(tmp_path: Path, port: int, security: str, **smtp: object) -> Path:
         "password_env": "SMTP_PASSWORD",
         **smtp,
     }
-    return make_job(tmp_path, port, smtp=settings)
+    return make_job(
+        tmp_path,
+        port,
+        smtp=settings,
+        recipients=recipients(people),
+        rate={"connections": connections},
+    )
 
 
 @pytest.mark.usefixtures("smtp_credentials")
@@ -293,17 +302,24 @@ def test_starttls_trusted_through_ssl_cert_file_delivers(
 
 
 @pytest.mark.usefixtures("smtp_credentials")
+@pytest.mark.parametrize(("people", "connections"), [(3, 1), (32, 4)])  # 4: two a process
 def test_implicit_tls_with_the_jobs_ca_file_delivers(
     tmp_path: Path,
     smtp_server: SmtpServerFactory,
     capsys: pytest.CaptureFixture[str],
     ca_file: Path,
+    people: int,
+    connections: int,
 ) -> None:
     server = smtp_server("tls", auth=("mailer", PASSWORD))
-    job = _tls_job(tmp_path, server.port, "tls", ca_file=str(ca_file))
+    job = _tls_job(tmp_path, server.port, "tls", people, connections, ca_file=str(ca_file))
     result = run_cli(capsys, "run", job)
 
     assert result.code == 0, result.err
+    assert server.connections == connections
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(
+        f"user{i}@example.com" for i in range(1, people + 1)
+    )
     assert all(m.tls and m.auth_login == "mailer" for m in server.messages)
 
 
