@@ -57,7 +57,7 @@ class RunOptions(Struct):
     skip_unknown: bool = False
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     stop: threading.Event = field(default_factory=threading.Event)  # set it to interrupt
-    on_event: Callable[[Event], None] = _ignore  # from sending threads and processes
+    on_event: Callable[[Event], None] = _ignore  # from this process and the sending ones
     on_share_sent: Callable[[], None] = lambda: None  # in a sending process, at its end
     on_start: Callable[[int, Job, str], None] = lambda to_send, job, run_id: None
     warn: Warn = _ignore
@@ -374,7 +374,7 @@ class _ShardWork(Struct):
 
 def sending_processes(job: Job) -> int:
     """One process per core, up to one per connection, when nothing paces the job: a rate limit
-    must hold across all sessions, which one process's threads share exactly."""
+    must hold across all sessions, which one process's send loop holds exactly."""
     if job.rate.paced:
         return 1
     return max(1, min(job.rate.connections, os.cpu_count() or 1))

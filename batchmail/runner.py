@@ -100,7 +100,6 @@ class Runner(Struct):
     sent_now: int = 0
     _sender_refusals: list[str] = field(default_factory=list)
     _retry: list[Recipient] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _unpaced: bool = False  # set from the job
 
     def __post_init__(self) -> None:
@@ -263,12 +262,11 @@ class Runner(Struct):
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome
-        with self._lock:
-            if outcome.state in ("sent", "previewed"):
-                self.sent_now += 1
-            elif outcome.state == "deferred" and len(self._retry) < MAX_HELD_FOR_RETRY:
-                self._retry.append(event.recipient)
-            self._count_sender_refusal(outcome)
+        if outcome.state in ("sent", "previewed"):
+            self.sent_now += 1
+        elif outcome.state == "deferred" and len(self._retry) < MAX_HELD_FOR_RETRY:
+            self._retry.append(event.recipient)
+        self._count_sender_refusal(outcome)
         self.on_event(event)
 
     def _count_sender_refusal(self, outcome: Outcome) -> None:
@@ -288,9 +286,8 @@ class Runner(Struct):
             self.stop.set()
 
     def _halt(self, halt: Halt) -> None:
-        with self._lock:
-            if self.halt is None:
-                self.halt = halt
+        if self.halt is None:
+            self.halt = halt
         self.stop.set()
 
 
