@@ -11,11 +11,12 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from smtpserver import Script, SmtpServerFactory
-from support import PASSWORD, make_job, recipients, report_of, run_cli
+from support import PASSWORD, Result, make_job, recipients, report_of, run_cli
 
 ANSI = re.compile(r"\x1b\[|\x1b\]|[\x00-\x08\x0b-\x1f\x7f]")
 REFUSED = "550 5.1.1 No such user"
@@ -234,18 +235,31 @@ def test_the_example_ci_workflows_run_a_repository_job() -> None:
     assert "batchmail run jobs/ci-artifacts.yaml" in " ".join(gitlab["mail-artifacts"]["script"])
 
 
+def logged_parallel_run(
+    tmp_path: Path,
+    smtp_server: SmtpServerFactory,
+    capsys: pytest.CaptureFixture[str],
+    people: int,
+    refusals: dict[str, str],
+) -> tuple[Result, list[dict[str, Any]]]:
+    """A run over two sending processes with `--log`, the server refusing `refusals` (user ->
+    RCPT reply); its result and the events it logged."""
+    rcpt_replies = {f"{user}@example.com": [reply] for user, reply in refusals.items()}
+    server = smtp_server(script=Script(rcpt_replies=rcpt_replies))
+    job = make_job(tmp_path, server.port, recipients=recipients(people), rate={"connections": 2})
+    log = tmp_path / "events.jsonl"
+    result = run_cli(capsys, "run", job, "--log", log)
+    return result, [json.loads(line) for line in log.read_text().splitlines()]
+
+
 def test_a_long_non_ascii_reply_keeps_the_event_stream_whole(
     tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An event line is written whole or not at all: a reply too long for one cannot cut it."""
     reply = "550 5.1.1 " + "Ü" * 30 + "\U0001f600" * 960  # about 3,900 bytes of UTF-8
-    server = smtp_server(script=Script(rcpt_replies={"user3@example.com": [reply]}))
-    job = make_job(tmp_path, server.port, recipients=recipients(20), rate={"connections": 2})
-    log = tmp_path / "events.jsonl"
-    result = run_cli(capsys, "run", job, "--log", log)
+    result, events = logged_parallel_run(tmp_path, smtp_server, capsys, 20, {"user3": reply})
     assert result.code == 1
 
-    events = [json.loads(line) for line in log.read_text().splitlines()]
     deliveries = {e["email"]: e for e in events if e["event"] == "delivery"}
     assert len(deliveries) == 20
     refused = deliveries["user3@example.com"]
@@ -258,13 +272,9 @@ def test_every_delivery_of_sending_processes_reaches_the_event_log(
 ) -> None:
     """Forked processes write their events in batches: none is lost at the end, and a failure
     is shown as it happens."""
-    server = smtp_server(script=Script(rcpt_replies={"user7@example.com": [REFUSED]}))
-    job = make_job(tmp_path, server.port, recipients=recipients(60), rate={"connections": 2})
-    log = tmp_path / "events.jsonl"
-    result = run_cli(capsys, "run", job, "--log", log)
+    result, events = logged_parallel_run(tmp_path, smtp_server, capsys, 60, {"user7": REFUSED})
     assert result.code == 1
 
-    events = [json.loads(line) for line in log.read_text().splitlines()]
     deliveries = [e for e in events if e["event"] == "delivery"]
     assert sorted(e["email"] for e in deliveries) == sorted(
         f"user{i}@example.com" for i in range(1, 61)
