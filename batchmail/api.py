@@ -14,7 +14,7 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from .compose import (
+from batchmail.build.compose import (
     KEPT_BYTES,
     Composer,
     ShardValidation,
@@ -23,7 +23,7 @@ from .compose import (
     validate,
     validate_shard,
 )
-from .errors import (
+from batchmail.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -33,15 +33,21 @@ from .errors import (
     StateError,
     invalid,
 )
-from .job import Job, SchemaVerdict, display_path, load_job
-from .journal import Journal, Run, job_lock, journal_path, report_status
-from .oauth2 import credentials_for
-from .parallel import Go, ShardProcesses
-from .ratelimit import QUOTA_SPAN, RateLimiter
-from .recipients import Warn
-from .report import ReportHead, full_summary, recipient_entry, write_report
-from .runner import Event, Halt, Runner, choose_run
-from .transport import Credentials, PreviewTransport, SmtpTransport, Transport, preview_name
+from batchmail.load.job import Job, SchemaVerdict, display_path, load_job
+from batchmail.load.recipients import Warn
+from batchmail.outputs.report import ReportHead, full_summary, recipient_entry, write_report
+from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
+from batchmail.send.processes import Go, ShardProcesses
+from batchmail.send.runner import Event, Halt, Runner, choose_run
+from batchmail.state.journal import Journal, Run, job_lock, journal_path, report_status
+from batchmail.transport.oauth2 import credentials_for
+from batchmail.transport.smtp import (
+    Credentials,
+    PreviewTransport,
+    SmtpTransport,
+    Transport,
+    preview_name,
+)
 
 
 def _ignore(_: object) -> None:
@@ -225,7 +231,7 @@ class _Invocation(Struct):
         self._write_report(status, summary, halt)
         self._write_ci_outputs(status, summary)
         if self.out is not None:
-            from .preview import write_index  # noqa: PLC0415 - email.parser and html: dry runs only
+            from batchmail.outputs.preview_page import write_index  # noqa: PLC0415 - email.parser and html: dry runs only
 
             write_index(self.out, job.name, self._previews())
         if halt is not None and halt.reason == "error" and halt.error is not None:
@@ -295,7 +301,7 @@ class _Invocation(Struct):
         if not (self.options.junit or self.options.failed_csv or self.options.step_summary):
             return
         # Imported when asked for: the JUnit writer's XML quoting loads urllib.request.
-        from .outputs import (  # noqa: PLC0415
+        from batchmail.outputs.ci import (  # noqa: PLC0415
             UNDELIVERED,
             append_step_summary,
             write_failed_csv,

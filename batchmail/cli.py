@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, BatchmailError
-from .job import display_path, schema_text
-from .progress import Display
-from .schemacheck import EarlySchemaCheck
+from batchmail import __version__
+from batchmail.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, BatchmailError
+from batchmail.load.job import display_path, schema_text
+from batchmail.load.schema_check import EarlySchemaCheck
+from batchmail.outputs.progress import Display
 
 # run and validate import what renders and sends (api and the modules it loads) only after
 # starting the job file's schema check in another process, which then runs meanwhile.
@@ -127,7 +127,7 @@ def warn(message: str) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     verdict = EarlySchemaCheck.start(args.job)
-    from .api import validate_job  # noqa: PLC0415 - see the imports
+    from batchmail.api import validate_job  # noqa: PLC0415 - see the imports
 
     job, result = validate_job(args.job, warn, args.expect_count, verdict)
     print(f"{display_path(job.path)}: valid: {result.count} messages")
@@ -136,7 +136,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     try:
-        from .mcp_server import serve  # noqa: PLC0415 - the mcp extra is optional
+        from batchmail.agents.mcp_server import serve  # noqa: PLC0415 - the mcp extra is optional
     except ImportError:
         print("batchmail mcp needs the mcp extra: pip install 'batchmail[mcp]'", file=sys.stderr)
         return EXIT_INVALID
@@ -145,9 +145,9 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     verdict = EarlySchemaCheck.start(args.job)
-    from .api import RunOptions, run_job  # noqa: PLC0415 - see the imports
-    from .events import EventPipe  # noqa: PLC0415
-    from .report import summary_line  # noqa: PLC0415
+    from batchmail.api import RunOptions, run_job  # noqa: PLC0415 - see the imports
+    from batchmail.outputs.report import summary_line  # noqa: PLC0415
+    from batchmail.send.events import EventPipe  # noqa: PLC0415
 
     gc.freeze()  # the modules loaded stay for the whole run: the collector can skip them
     live = sys.stdout.isatty() and sys.stderr.isatty()

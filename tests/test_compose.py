@@ -8,10 +8,11 @@ import pytest
 from smtpserver import SmtpServerFactory
 from support import make_job, parse, recipients, run_cli
 
-from batchmail import api, compose
-from batchmail.compose import Composer, validate
-from batchmail.job import load_job
-from batchmail.mime import date_header
+from batchmail import api
+from batchmail.build import compose
+from batchmail.build.compose import Composer, validate
+from batchmail.build.mime import date_header
+from batchmail.load.job import load_job
 
 
 def _composer(folder: Path, keep_bytes: int) -> Composer:

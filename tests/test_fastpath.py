@@ -14,8 +14,8 @@ import pytest
 from smtpserver import AnnouncementServer, Script, SmtpServerFactory
 from support import HTML, PDF, PNG, TEXT, make_job, parse, recipients, report_of, run_cli
 
-from batchmail.job import load_job
-from batchmail.transport import Envelope, Route, SmtpTransport
+from batchmail.load.job import load_job
+from batchmail.transport.smtp import Envelope, Route, SmtpTransport
 
 LONG_LINE = "word " * 300  # 1,500 characters on one line
 CASES: dict[str, dict[str, Any]] = {

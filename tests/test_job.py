@@ -14,7 +14,7 @@ import pytest
 from support import cli, line_of
 
 from batchmail.errors import InvalidJobError
-from batchmail.job import Job, load_job
+from batchmail.load.job import Job, load_job
 
 REPO = Path(__file__).resolve().parents[1]
 

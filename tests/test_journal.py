@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batchmail.errors import StateError
-from batchmail.journal import Journal, Run, Staged, journal_path
+from batchmail.state.journal import Journal, Run, Staged, journal_path
 
 
 def started_run(state: Path, job: str = "job", count: int = 3) -> tuple[Journal, Run]:

@@ -20,8 +20,8 @@ from mcp.types import CallToolResult, TextContent
 from smtpserver import SmtpServer, SmtpServerFactory
 from support import PASSWORD, PDF, PNG, make_job, parse
 
-from batchmail.addresses import mailbox
-from batchmail.mcp_policy import REDACTED, Allowlist, PolicyError, Quota, Redactor
+from batchmail.agents.policy import REDACTED, Allowlist, PolicyError, Quota, Redactor
+from batchmail.load.addresses import mailbox
 
 pytestmark = pytest.mark.anyio
 

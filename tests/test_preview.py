@@ -16,7 +16,7 @@ import pytest
 from support import PNG, make_job
 
 from batchmail.cli import main
-from batchmail.preview import CSP, write_index
+from batchmail.outputs.preview_page import CSP, write_index
 
 try:
     from selenium.webdriver import Chrome, ChromeOptions

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from batchmail.job import RateSettings
-from batchmail.ratelimit import QuotaReached, RateLimiter
+from batchmail.load.job import RateSettings
+from batchmail.send.pacing import QuotaReached, RateLimiter
 
 
 class FakeClock:

@@ -18,7 +18,7 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 from support import cli, dry_run, eml_count, line_of
 
-from batchmail.addresses import AddressError, check_address
+from batchmail.load.addresses import AddressError, check_address
 
 # The text body shows every variable the tests care about, one per line; `default` keeps
 # rows without a name or team renderable (an undefined variable is an error otherwise).

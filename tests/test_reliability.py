@@ -16,8 +16,8 @@ import pytest
 from smtpserver import Received, Script, SmtpServer, SmtpServerFactory
 from support import make_job, parse, recipients, report_of, run_cli
 
-from batchmail import runner
-from batchmail.journal import job_lock
+from batchmail.send import runner
+from batchmail.state.journal import job_lock
 
 
 @pytest.fixture(autouse=True)
@@ -262,7 +262,7 @@ FILL_THE_DISK = """
 import resource, signal, sys
 from pathlib import Path
 from batchmail.errors import StateError
-from batchmail.report import ReportHead, full_summary, write_report
+from batchmail.outputs.report import ReportHead, full_summary, write_report
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
@@ -415,11 +415,11 @@ def test_sigint_finishes_the_message_in_progress_and_sends_no_more(
 
 LIMITED_RUN = """
 import resource, signal, sys
-import batchmail.journal
+import batchmail.state.journal
 from batchmail.cli import main
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-batchmail.journal.FOLD_EVERY = int(sys.argv[2])
+batchmail.state.journal.FOLD_EVERY = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
 sys.exit(main(sys.argv[3:]))
 """

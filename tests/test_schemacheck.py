@@ -11,8 +11,8 @@ import pytest
 from test_job import VALID, write_job
 
 from batchmail.errors import InvalidJobError
-from batchmail.job import load_job
-from batchmail.schemacheck import EarlySchemaCheck
+from batchmail.load.job import load_job
+from batchmail.load.schema_check import EarlySchemaCheck
 
 INVALID = VALID.replace("security: none", "security: plain\n  pasword_env: X")
 

@@ -9,18 +9,18 @@ from urllib.parse import quote
 
 from msgspec import Struct, field
 
-from .addresses import AddressError, check_address
-from .attachments import Attachments
-from .errors import InvalidJobError, Problem, invalid
-from .inline_images import InlineImages
-from .job import Job, display_path
-from .journal import Staged, new_run_id
-from .mime import Content, HeaderValueError, MessageBuilder, Part, date_header
-from .recipients import Recipient, RecipientSource, Warn
-from .render import Rendered, Renderer
+from batchmail.build.attachments import Attachments
+from batchmail.build.inline_images import InlineImages
+from batchmail.build.mime import Content, HeaderValueError, MessageBuilder, Part, date_header
+from batchmail.build.render import Rendered, Renderer
+from batchmail.errors import InvalidJobError, Problem, invalid
+from batchmail.load.addresses import AddressError, check_address
+from batchmail.load.job import Job, display_path
+from batchmail.load.recipients import Recipient, RecipientSource, Warn
+from batchmail.state.journal import Staged, new_run_id
 
 if TYPE_CHECKING:
-    from .dkim_sign import Signer
+    from batchmail.build.dkim_sign import Signer
 
 MAX_LISTED_PROBLEMS = 20
 # Before sending, the messages the validation pass built are kept, up to this many bytes, so
@@ -97,7 +97,7 @@ class Composer:
         return Message(recipient, content)
 
     def _markdown_html(self, source: str, recipient: Recipient) -> tuple[str, tuple[Part, ...]]:
-        from .markdown_body import to_html  # noqa: PLC0415 - see _signer
+        from batchmail.build.markdown_body import to_html  # noqa: PLC0415 - see _signer
 
         images = self.images
         if images is None:
@@ -214,7 +214,7 @@ def _signer(job: Job) -> Signer | None:
     # load than a small job takes to send.
     if job.dkim is None:
         return None
-    from .dkim_sign import Signer  # noqa: PLC0415
+    from batchmail.build.dkim_sign import Signer  # noqa: PLC0415
 
     return Signer(job.dkim)
 

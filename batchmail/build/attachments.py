@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import invalid
-from .job import AttachmentSpec, Job, display_path
-from .mime import HeaderValueError, Part, attachment_part, detect_type
+from batchmail.build.mime import HeaderValueError, Part, attachment_part, detect_type
+from batchmail.errors import invalid
+from batchmail.load.job import AttachmentSpec, Job, display_path
 
 _CACHED_FILES = 256
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
-from .errors import invalid
-from .job import DkimSettings
+from batchmail.errors import invalid
+from batchmail.load.job import DkimSettings
 
 # RFC 6376 5.4.1: the fields a signature should cover, when present.
 DEFAULT_HEADERS = (

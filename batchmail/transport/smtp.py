@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from msgspec import Struct
 
-from .errors import ConnectFailure, StateError, invalid
-from .job import SmtpSettings
+from batchmail.errors import ConnectFailure, StateError, invalid
+from batchmail.load.job import SmtpSettings
 
 _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
 

@@ -22,7 +22,7 @@ from email.utils import encode_rfc2231, format_datetime, formataddr
 import magic
 from msgspec import Struct
 
-from .addresses import Mailbox, has_line_break
+from batchmail.load.addresses import Mailbox, has_line_break
 
 CRLF = b"\r\n"
 _LINESEP = "\r\n"

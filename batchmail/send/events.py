@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from .runner import Event
+from batchmail.send.runner import Event
 
 _PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 _MAX_LINE = 3800

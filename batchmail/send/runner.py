@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 
 from msgspec import Struct, field, structs
 
-from .compose import Composer, Validation
-from .errors import ConnectFailure, invalid
-from .job import Job, display_path
-from .journal import Journal, Run
-from .mime import date_header
-from .ratelimit import Clock, QuotaReached, RateLimiter
-from .recipients import Recipient
-from .transport import Envelope, InFlight, Outcome, Route, Transport, replies
+from batchmail.build.compose import Composer, Validation
+from batchmail.build.mime import date_header
+from batchmail.errors import ConnectFailure, invalid
+from batchmail.load.job import Job, display_path
+from batchmail.load.recipients import Recipient
+from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
+from batchmail.state.journal import Journal, Run
+from batchmail.transport.smtp import Envelope, InFlight, Outcome, Route, Transport, replies
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
 # The same permanent refusal of our sender this many times in a row means every further message

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 from msgspec import Struct, field
 
-from .addresses import AddressError, Mailbox, parse_mailbox
-from .errors import InvalidJobError, Problem, invalid
-from .yamlfile import Located, dotted_path, load_yaml
-from .yamlfile import Path as DocPath
+from batchmail.errors import InvalidJobError, Problem, invalid
+from batchmail.load.addresses import AddressError, Mailbox, parse_mailbox
+from batchmail.load.yaml_file import Located, dotted_path, load_yaml
+from batchmail.load.yaml_file import Path as DocPath
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator, ValidationError

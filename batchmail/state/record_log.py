@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import StateError
+from batchmail.errors import StateError
 
 SUFFIX = ".log"
 

@@ -12,11 +12,11 @@ from typing import Any, TextIO
 
 from msgspec import Struct
 
-from .addresses import AddressError, Mailbox, has_line_break, mailbox
-from .errors import Problem, invalid
-from .job import Job, display_path
-from .journal import CACHE_SIZE
-from .yamlfile import load_yaml
+from batchmail.errors import Problem, invalid
+from batchmail.load.addresses import AddressError, Mailbox, has_line_break, mailbox
+from batchmail.load.job import Job, display_path
+from batchmail.load.yaml_file import load_yaml
+from batchmail.state.journal import CACHE_SIZE
 
 Warn = Callable[[str], None]
 

@@ -26,12 +26,21 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from msgspec import Struct, field
 from pydantic import Field
 
-from . import __version__
-from .addresses import AddressError, Mailbox, has_line_break, parse_mailbox
-from .api import RunOptions, RunResult, default_report_path
-from .api import run_job as api_run_job
-from .compose import Composer, Message, Validation, validate
-from .errors import (
+from batchmail import __version__
+from batchmail.agents.policy import ENV_SMTP_PASSWORD, Allowlist, Policy, PolicyError
+from batchmail.api import RunOptions, RunResult, default_report_path
+from batchmail.api import run_job as api_run_job
+from batchmail.build.compose import Composer, Message, Validation, validate
+from batchmail.build.mime import (
+    Content,
+    HeaderValueError,
+    MessageBuilder,
+    Part,
+    attachment_part,
+    date_header,
+    detect_type,
+)
+from batchmail.errors import (
     EXIT_CONNECT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -45,20 +54,11 @@ from .errors import (
     Problem,
     invalid,
 )
-from .job import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, Job, SmtpSettings, load_job
-from .mcp_policy import ENV_SMTP_PASSWORD, Allowlist, Policy, PolicyError
-from .mime import (
-    Content,
-    HeaderValueError,
-    MessageBuilder,
-    Part,
-    attachment_part,
-    date_header,
-    detect_type,
-)
-from .recipients import Recipient, Warn
-from .runner import Event
-from .transport import Credentials, Envelope, Route, SmtpTransport
+from batchmail.load.addresses import AddressError, Mailbox, has_line_break, parse_mailbox
+from batchmail.load.job import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, Job, SmtpSettings, load_job
+from batchmail.load.recipients import Recipient, Warn
+from batchmail.send.runner import Event
+from batchmail.transport.smtp import Credentials, Envelope, Route, SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _secret_names(job: Job) -> list[str]:
 
 
 def _matches(base: Path, pattern: str) -> Iterator[Path]:
-    """The files a shared attachment glob matches, as batchmail.attachments finds them."""
+    """The files a shared attachment glob matches, as batchmail.build.attachments finds them."""
     full = pattern if Path(pattern).is_absolute() else str(base / pattern)
     for match in glob.iglob(full, recursive=True):
         if os.path.isfile(match):

@@ -11,9 +11,9 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from msgspec import Struct, field
 
-from .errors import InvalidJobError, Problem, invalid
-from .job import Job, TemplateRef, display_path
-from .recipients import Recipient
+from batchmail.errors import InvalidJobError, Problem, invalid
+from batchmail.load.job import Job, TemplateRef, display_path
+from batchmail.load.recipients import Recipient
 
 _HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".xml", ".html.j2", ".htm.j2", ".html.jinja")
 _INLINE = "@inline:"

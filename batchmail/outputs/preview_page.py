@@ -35,8 +35,8 @@ from urllib.parse import quote, unquote
 
 from msgspec import Struct, field
 
-from .errors import StateError
-from .mime import detect_type
+from batchmail.build.mime import detect_type
+from batchmail.errors import StateError
 
 MAX_MESSAGES = 1000  # messages previewed; the others are only counted
 PAGE_SIZE = 100  # messages per page: each HTML body is a frame, a whole document to the browser

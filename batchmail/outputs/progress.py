@@ -10,11 +10,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import StateError
+from batchmail.errors import StateError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-from .job import Job
+from batchmail.load.job import Job
 
 DONE = ("sent", "previewed", "failed", "deferred", "unknown")
 _PLAIN_BATCH = 100  # a job without rate.batch_size reports every this many messages
@@ -41,7 +41,7 @@ class Display:
             {"event": "run_started", "job": job.name, "run_id": run_id, "to_send": total}
         )
         if self.live:
-            from .livebar import live_bar  # noqa: PLC0415 - rich loads slowly; terminals only
+            from batchmail.outputs.live_bar import live_bar  # noqa: PLC0415 - rich loads slowly; terminals only
 
             self._bar = live_bar()
             self._task = self._bar.add_task(job.name, total=total, counts="")

@@ -14,8 +14,8 @@ from typing import IO, Any
 import msgspec
 from msgspec import Struct, field
 
-from .errors import StateError
-from .journal import Delivery, report_status
+from batchmail.errors import StateError
+from batchmail.state.journal import Delivery, report_status
 
 STATUSES = ("sent", "previewed", "failed", "deferred", "unknown", "pending", "skipped")
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import quoteattr
 
-from .errors import StateError
-from .journal import Delivery, report_status
-from .recipients import Recipient
-from .report import ReportHead
+from batchmail.errors import StateError
+from batchmail.load.recipients import Recipient
+from batchmail.outputs.report import ReportHead
+from batchmail.state.journal import Delivery, report_status
 
 UNDELIVERED = frozenset({"failed", "deferred", "unknown", "pending"})
 _LISTED_IN_SUMMARY = 50

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import Problem
-from .job import schema_check
+from batchmail.errors import Problem
+from batchmail.load.job import schema_check
 
 
 class EarlySchemaCheck:

@@ -15,7 +15,7 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from .addresses import Mailbox
+from batchmail.load.addresses import Mailbox
 
 ENV_ALLOW = "BATCHMAIL_MCP_ALLOW"
 ENV_MAX_MESSAGES = "BATCHMAIL_MCP_MAX_MESSAGES"

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from msgspec import Struct
 
-from .errors import InvalidJobError, Problem
+from batchmail.errors import InvalidJobError, Problem
 
 Path = tuple[str | int, ...]
 _PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})

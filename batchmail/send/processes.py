@@ -23,10 +23,10 @@ from typing import Any
 
 from msgspec import Struct
 
-from .compose import ShardValidation
-from .errors import BatchmailError, InvalidJobError, Problem
-from .journal import Run
-from .runner import Halt
+from batchmail.build.compose import ShardValidation
+from batchmail.errors import BatchmailError, InvalidJobError, Problem
+from batchmail.send.runner import Halt
+from batchmail.state.journal import Run
 
 _PR_SET_PDEATHSIG = 1
 # When halts differ between processes, the one reported is the most severe.

@@ -25,8 +25,8 @@ from typing import IO, Any
 import msgspec
 from msgspec import Struct
 
-from .errors import EXIT_TEMPFAIL, BatchmailError, StateError
-from .recordlog import RecordLog, logs_with_prefix, read_records
+from batchmail.errors import EXIT_TEMPFAIL, BatchmailError, StateError
+from batchmail.state.record_log import RecordLog, logs_with_prefix, read_records
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

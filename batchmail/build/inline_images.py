@@ -7,9 +7,9 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from .errors import invalid
-from .job import Job, TemplateRef, display_path
-from .mime import HeaderValueError, Part, detect_type, inline_part
+from batchmail.build.mime import HeaderValueError, Part, detect_type, inline_part
+from batchmail.errors import invalid
+from batchmail.load.job import Job, TemplateRef, display_path
 
 _CACHED_FILES = 256
 

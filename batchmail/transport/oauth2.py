@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
-from .errors import ConnectFailure, invalid
-from .job import OAuth2Settings, SmtpSettings
-from .transport import Credentials, credentials_from_env
+from batchmail.errors import ConnectFailure, invalid
+from batchmail.load.job import OAuth2Settings, SmtpSettings
+from batchmail.transport.smtp import Credentials, credentials_from_env
 
 if TYPE_CHECKING:
     import urllib.request
