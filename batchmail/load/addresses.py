@@ -6,6 +6,7 @@ import email.utils
 import functools
 import re
 
+import idna
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from msgspec import Struct
 
@@ -18,6 +19,8 @@ _BARE_ADDR = re.compile(r"^\s*(?P<addr>[^<>\s]+)\s*$")
 
 
 class Mailbox(Struct, frozen=True):
+    """The one model of an address: what was written, its forms, and how each use shows it."""
+
     address: str  # exactly as given, never "repaired"
     name: str = ""
     ascii_address: str = ""  # the address with an IDN domain in A-labels, when it has one
@@ -26,6 +29,51 @@ class Mailbox(Struct, frozen=True):
     def smtputf8(self) -> bool:
         """Whether the address can only travel with SMTPUTF8 (RFC 6531): a non-ASCII local part."""
         return not self.ascii_address.isascii()
+
+    @property
+    def envelope_address(self) -> str:
+        """The form for MAIL FROM / RCPT TO: A-labels where that makes it ASCII (RFC 5890),
+        else as written, to travel with SMTPUTF8."""
+        return self.ascii_address if self.ascii_address.isascii() else self.address
+
+    @property
+    def unicode_address(self) -> str:
+        """The address as people write it: an IDN domain in U-labels."""
+        local, _, domain = self.ascii_address.rpartition("@")
+        return f"{local}@{_unicode_domain(domain)}"
+
+    @property
+    def domain_key(self) -> str:
+        """The domain, for matching: A-labels, lower case, so both forms of an IDN match."""
+        return self.ascii_address.rpartition("@")[2].lower()
+
+    @property
+    def key(self) -> str:
+        """The address, for matching: the local part as given, the domain as `domain_key`."""
+        return f"{self.ascii_address.rpartition('@')[0]}@{self.domain_key}"
+
+    @property
+    def shown(self) -> str:
+        """`Name <address>` as people write it, for reports, logs and tool results; never
+        encoded words (those belong in headers only)."""
+        if not self.name:
+            return self.unicode_address
+        name = self.name
+        if _NEEDS_QUOTES.search(name):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{self.unicode_address}>"
+
+
+# RFC 5322 3.2.3 specials: a display name holding one is written as a quoted string.
+_NEEDS_QUOTES = re.compile(r'[()<>\[\]:;@\\,."]')
+
+
+@functools.lru_cache(maxsize=4096)
+def _unicode_domain(domain: str) -> str:
+    try:
+        return idna.decode(domain)
+    except idna.IDNAError:
+        return domain
 
 
 class AddressError(ValueError):
