@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CONNECT = 3
+EXIT_SOFTWARE = 70  # a bug (sysexits.h EX_SOFTWARE): a sending process crashed or died
 EXIT_IO = 74
 EXIT_TEMPFAIL = 75
 EXIT_INTERRUPTED = 130

@@ -24,7 +24,7 @@ from typing import Any
 from msgspec import Struct
 
 from batchmail.build.compose import ShardValidation
-from batchmail.errors import BatchmailError, InvalidJobError, Problem
+from batchmail.errors import EXIT_SOFTWARE, BatchmailError, InvalidJobError, Problem
 from batchmail.send.runner import Halt
 from batchmail.state.journal import Run
 
@@ -131,7 +131,7 @@ def _receive(child: multiprocessing.process.BaseProcess, connection: Connection)
         return connection.recv()
     except EOFError:
         child.join()
-        raise ShardError(f"a sending process died ({child.exitcode})", 70) from None
+        raise ShardError(f"a sending process died ({child.exitcode})", EXIT_SOFTWARE) from None
 
 
 def _collect(
@@ -152,7 +152,9 @@ def _collect(
                 results.append(ready.recv())
             except EOFError:
                 results.append(
-                    ShardResult(0, ("error", f"a sending process died ({child.exitcode})", 70))
+                    ShardResult(
+                        0, ("error", f"a sending process died ({child.exitcode})", EXIT_SOFTWARE)
+                    )
                 )
     return results
 
@@ -207,7 +209,7 @@ def _failure(exc: BaseException) -> tuple[str, int]:
         return str(exc), exc.exit_code
     # Not through sys.stderr: its lock may have been held by a parent thread at the fork.
     os.write(2, traceback.format_exc().encode())
-    return str(exc), 70
+    return str(exc), EXIT_SOFTWARE
 
 
 def _die_with_parent() -> None:
@@ -221,7 +223,7 @@ def _die_with_parent() -> None:
 def _portable(halt: Halt | None) -> tuple[str, str, int] | None:
     if halt is None:
         return None
-    code = halt.error.exit_code if isinstance(halt.error, BatchmailError) else 70
+    code = halt.error.exit_code if isinstance(halt.error, BatchmailError) else EXIT_SOFTWARE
     return (halt.reason, halt.message, code)
 
 

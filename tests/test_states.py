@@ -1,0 +1,18 @@
+"""The states, statuses and exit codes users and scripts see: their values never change."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from batchmail import errors
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_every_exit_code_is_named_and_in_the_readme_table() -> None:
+    named = {v for k, v in vars(errors).items() if k.startswith("EXIT_")}
+    table = README.read_text(encoding="utf-8").split("### Exit codes", 1)[1].split("\n\n")[1]
+    listed = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)}
+    assert listed == named
+    assert 70 in named
