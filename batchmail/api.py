@@ -36,10 +36,12 @@ from batchmail.errors import (
 from batchmail.load.job import Job, SchemaVerdict, display_path, load_job
 from batchmail.load.recipients import Warn
 from batchmail.outputs.report import ReportHead, full_summary, recipient_entry, write_report
+from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
 from batchmail.send.processes import Go, ShardProcesses
-from batchmail.send.runner import Event, Halt, Runner, choose_run
+from batchmail.send.runner import Event, Runner, choose_run
 from batchmail.state.journal import Journal, Run, job_lock, journal_path, report_status
+from batchmail.state.states import UNDELIVERED, DeliveryState, RunStatus
 from batchmail.transport.oauth2 import credentials_for
 from batchmail.transport.smtp import (
     Credentials,
@@ -79,7 +81,7 @@ class RunOptions(Struct):
 class RunResult(Struct, frozen=True):
     job: str
     run_id: str
-    status: str
+    status: RunStatus
     exit_code: int
     summary: dict[str, int]
     report: Path
@@ -151,7 +153,12 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         except InvalidJobError as exc:
             journal.clear_staging()
             head = ReportHead(
-                job.name, options.dry_run, started, time.time(), "invalid", errors=exc.lines()
+                job.name,
+                options.dry_run,
+                started,
+                time.time(),
+                RunStatus.INVALID,
+                errors=exc.lines(),
             )
             write_report(report, head, full_summary({}), [])
             raise
@@ -213,7 +220,7 @@ class _Invocation(Struct):
         credentials: Credentials | None,
     ) -> RunResult:
         job, journal, run = self.job, self.journal, self.run
-        to_send = run.total - journal.summary(run).get("skipped", 0)
+        to_send = run.total - journal.summary(run).get(DeliveryState.SKIPPED, 0)
         self.options.on_start(to_send, job, run.run_id)
         if team is None:
             runner = self._runner(transports)
@@ -222,9 +229,9 @@ class _Invocation(Struct):
             shared = credentials.shared() if credentials is not None else None
             halt, sent_now = team.send(Go(run, shared), self.options.stop)
         self._fold_records(halt)
-        if halt is not None and halt.reason in ("quota", "connection"):
+        if halt is not None and halt.reason in (HaltReason.QUOTA, HaltReason.CONNECTION):
             journal.defer_pending(run, halt.message)
-        connect_failed = halt is not None and halt.reason == "connection" and not sent_now
+        connect_failed = halt is not None and halt.reason == HaltReason.CONNECTION and not sent_now
         summary = full_summary(journal.summary(run))
         status = _status(halt, summary, connect_failed)
         journal.end_invocation(run, status)
@@ -234,7 +241,7 @@ class _Invocation(Struct):
             from batchmail.outputs.preview_page import write_index  # noqa: PLC0415 - email.parser and html: dry runs only
 
             write_index(self.out, job.name, self._previews())
-        if halt is not None and halt.reason == "error" and halt.error is not None:
+        if halt is not None and halt.reason == HaltReason.ERROR and halt.error is not None:
             raise halt.error
         if connect_failed and halt is not None:
             raise ConnectFailure(f"{halt.message}; nothing was sent")
@@ -294,15 +301,14 @@ class _Invocation(Struct):
         that may hold a million of them."""
         assert self.out is not None
         for delivery in self.journal.deliveries(self.run):
-            if delivery.state == "previewed":
+            if delivery.state == DeliveryState.PREVIEWED:
                 yield self.out / preview_name(delivery.seq, delivery.email)
 
-    def _write_ci_outputs(self, status: str, summary: dict[str, int]) -> None:
+    def _write_ci_outputs(self, status: RunStatus, summary: dict[str, int]) -> None:
         if not (self.options.junit or self.options.failed_csv or self.options.step_summary):
             return
         # Imported when asked for: the JUnit writer's XML quoting loads urllib.request.
         from batchmail.outputs.ci import (  # noqa: PLC0415
-            UNDELIVERED,
             append_step_summary,
             write_failed_csv,
             write_junit,
@@ -321,7 +327,7 @@ class _Invocation(Struct):
             head = ReportHead(job.name, options.dry_run, self.started, time.time(), status)
             append_step_summary(options.step_summary, head, summary, undelivered, self.report)
 
-    def _write_report(self, status: str, summary: dict[str, int], halt: Halt | None) -> None:
+    def _write_report(self, status: RunStatus, summary: dict[str, int], halt: Halt | None) -> None:
         head = ReportHead(
             self.job.name,
             self.options.dry_run,
@@ -394,24 +400,38 @@ def _quota_history(journal: Journal, job: Job) -> list[float]:
     return journal.sent_times(time.time() - longest, max(limit for limit, _ in quotas))
 
 
-def _status(halt: Halt | None, summary: dict[str, int], connect_failed: bool) -> str:
+# A run stopped by a halt ends with its status; one that lost its connection midway simply has
+# recipients left.
+_HALT_STATUS = {
+    HaltReason.INTERRUPTED: RunStatus.INTERRUPTED,
+    HaltReason.QUOTA: RunStatus.QUOTA,
+    HaltReason.CONNECTION: RunStatus.INCOMPLETE,
+    HaltReason.SENDER_REFUSED: RunStatus.SENDER_REFUSED,
+    HaltReason.ERROR: RunStatus.ERROR,
+}
+
+
+def _status(halt: Halt | None, summary: dict[str, int], connect_failed: bool) -> RunStatus:
     if connect_failed:
-        return "connection_failed"
+        return RunStatus.CONNECTION_FAILED
     if halt is not None:
-        return halt.reason if halt.reason != "connection" else "incomplete"
-    unfinished = summary["deferred"] + summary["unknown"] + summary["pending"] + summary["failed"]
-    return "incomplete" if unfinished else "completed"
+        return _HALT_STATUS[halt.reason]
+    unfinished = sum(summary[state] for state in UNDELIVERED)
+    return RunStatus.INCOMPLETE if unfinished else RunStatus.COMPLETED
+
+
+_TO_FINISH = (DeliveryState.DEFERRED, DeliveryState.UNKNOWN, DeliveryState.PENDING)
 
 
 def _exit_code(halt: Halt | None, summary: dict[str, int]) -> int:
     # Deferred work outranks permanent failures: a script that re-runs while the exit code is
     # 75 finishes the deferred recipients before it sees the failures.
-    if halt is not None and halt.reason == "interrupted":
+    if halt is not None and halt.reason == HaltReason.INTERRUPTED:
         return EXIT_INTERRUPTED
-    if halt is not None and halt.reason == "sender_refused":
+    if halt is not None and halt.reason == HaltReason.SENDER_REFUSED:
         return EXIT_FAILED
-    if summary["deferred"] or summary["unknown"] or summary["pending"]:
+    if any(summary[state] for state in _TO_FINISH):
         return EXIT_TEMPFAIL
-    if summary["failed"]:
+    if summary[DeliveryState.FAILED]:
         return EXIT_FAILED
     return EXIT_OK

@@ -6,8 +6,39 @@ import re
 from pathlib import Path
 
 from batchmail import errors
+from batchmail.send.halt import HaltReason
+from batchmail.state.states import DeliveryState, RunStatus
 
 README = Path(__file__).parent.parent / "README.md"
+
+
+def test_stored_and_reported_values_are_unchanged() -> None:
+    assert [s.value for s in DeliveryState] == [
+        "pending",
+        "sent",
+        "failed",
+        "deferred",
+        "unknown",
+        "previewed",
+        "skipped",
+    ]
+    assert {s.value for s in RunStatus} == {
+        "completed",
+        "incomplete",
+        "interrupted",
+        "quota",
+        "connection_failed",
+        "sender_refused",
+        "invalid",
+        "error",
+    }
+    assert {r.value for r in HaltReason} == {
+        "interrupted",
+        "quota",
+        "connection",
+        "sender_refused",
+        "error",
+    }
 
 
 def test_every_exit_code_is_named_and_in_the_readme_table() -> None:

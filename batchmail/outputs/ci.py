@@ -15,8 +15,8 @@ from batchmail.errors import StateError
 from batchmail.load.recipients import Recipient
 from batchmail.outputs.report import ReportHead
 from batchmail.state.journal import Delivery, report_status
+from batchmail.state.states import UNDELIVERED, DeliveryState
 
-UNDELIVERED = frozenset({"failed", "deferred", "unknown", "pending"})
 _LISTED_IN_SUMMARY = 50
 
 
@@ -25,9 +25,9 @@ def write_junit(
 ) -> None:
     """One testcase per recipient: `failure` for a permanent refusal, `error` for a message not
     delivered yet (deferred, unknown), `skipped` for one never tried or delivered earlier."""
-    failures = summary.get("failed", 0)
-    errors = summary.get("deferred", 0) + summary.get("unknown", 0)
-    skipped = summary.get("pending", 0) + summary.get("skipped", 0)
+    failures = summary.get(DeliveryState.FAILED, 0)
+    errors = summary.get(DeliveryState.DEFERRED, 0) + summary.get(DeliveryState.UNKNOWN, 0)
+    skipped = summary.get(DeliveryState.PENDING, 0) + summary.get(DeliveryState.SKIPPED, 0)
     with _open(path, "junit") as out:
         out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
         out.write(
@@ -44,13 +44,13 @@ def _testcase(job: str, delivery: Delivery) -> str:
     status = report_status(delivery)
     head = f"  <testcase classname={quoteattr(job)} name={quoteattr(delivery.email)}"
     reply = _reply(delivery)
-    if status == "failed":
-        kind = str(delivery.code or "failed")
+    if status == DeliveryState.FAILED:
+        kind = str(delivery.code or status)
         inner = f"<failure type={quoteattr(kind)} message={quoteattr(reply)}/>"
-    elif status in ("deferred", "unknown"):
+    elif status in (DeliveryState.DEFERRED, DeliveryState.UNKNOWN):
         inner = f"<error type={quoteattr(status)} message={quoteattr(reply)}/>"
-    elif status in ("pending", "skipped"):
-        reason = "delivered by an earlier run" if status == "skipped" else "not tried"
+    elif status in (DeliveryState.PENDING, DeliveryState.SKIPPED):
+        reason = "delivered by an earlier run" if status == DeliveryState.SKIPPED else "not tried"
         inner = f"<skipped message={quoteattr(reason)}/>"
     else:
         return head + "/>\n"

@@ -15,8 +15,9 @@ from batchmail.errors import StateError
 if TYPE_CHECKING:
     from rich.progress import Progress
 from batchmail.load.job import Job
+from batchmail.state.states import DELIVERED, TRIED, DeliveryState, RunStatus
 
-DONE = ("sent", "previewed", "failed", "deferred", "unknown")
+_COUNTED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEFERRED, DeliveryState.UNKNOWN)
 _PLAIN_BATCH = 100  # a job without rate.batch_size reports every this many messages
 
 
@@ -51,12 +52,12 @@ class Display:
         status = record["status"]
         self.counts[status] += 1
         self._log_line({"event": "delivery", **record})
-        if status not in ("sent", "previewed"):
+        if status not in DELIVERED:
             self._say(
                 f"{record['email']}: {status}: "
                 f"{str(record['code']) + ' ' if record['code'] else ''}{record['response']}"
             )
-        done = sum(self.counts[s] for s in DONE)
+        done = sum(self.counts[s] for s in TRIED)
         if self._bar is not None:
             self._bar.update(self._task, completed=done, counts=self._counts_text())
         elif not self.quiet and done % self.batch == 0:
@@ -64,7 +65,7 @@ class Display:
                 f"batch {done // self.batch}: {done}/{self.total} {self._counts_text()}", flush=True
             )
 
-    def finish(self, summary: dict[str, int], status: str) -> None:
+    def finish(self, summary: dict[str, int], status: RunStatus) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
@@ -75,9 +76,7 @@ class Display:
 
     def _counts_text(self) -> str:
         return " ".join(
-            f"{s}={self.counts[s]}"
-            for s in ("sent", "failed", "deferred", "unknown")
-            if self.counts[s] or s == "sent"
+            f"{s}={self.counts[s]}" for s in _COUNTED if self.counts[s] or s == DeliveryState.SENT
         )
 
     def _say(self, line: str) -> None:

@@ -16,8 +16,7 @@ from msgspec import Struct, field
 
 from batchmail.errors import StateError
 from batchmail.state.journal import Delivery, report_status
-
-STATUSES = ("sent", "previewed", "failed", "deferred", "unknown", "pending", "skipped")
+from batchmail.state.states import REPORTED, RunStatus
 
 
 class ReportHead(Struct):
@@ -25,7 +24,7 @@ class ReportHead(Struct):
     dry_run: bool
     started: float
     finished: float
-    status: str  # completed | incomplete | interrupted | quota | connection_failed | invalid
+    status: RunStatus
     run_id: str | None = None
     message: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -33,7 +32,7 @@ class ReportHead(Struct):
 
 def full_summary(counts: Mapping[str, int]) -> dict[str, int]:
     summary = {"total": sum(counts.values())}
-    summary.update({status: counts.get(status, 0) for status in STATUSES})
+    summary.update({state.value: counts.get(state, 0) for state in REPORTED})
     return summary
 
 
@@ -101,7 +100,7 @@ def _atomic_target(path: Path) -> Iterator[IO[bytes]]:
 
 
 def summary_line(job: str, summary: Mapping[str, int], report: Path | None) -> str:
-    counts = ", ".join(f"{summary[s]} {s}" for s in STATUSES if summary.get(s))
+    counts = ", ".join(f"{summary[s]} {s}" for s in REPORTED if summary.get(s))
     where = f" (report: {report})" if report else ""
     return f"{job}: {summary['total']} recipients: {counts or 'nothing to do'}{where}"
 

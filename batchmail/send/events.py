@@ -19,12 +19,12 @@ from typing import Any
 import msgspec
 
 from batchmail.send.runner import Event
+from batchmail.state.states import DELIVERED
 
 _PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 _MAX_LINE = 3800
 BATCH_SECONDS = 0.1
 Handler = Callable[[dict[str, Any]], None]
-DELIVERED = ("sent", "previewed")
 
 
 def event_record(event: Event) -> dict[str, Any]:

@@ -25,12 +25,18 @@ from msgspec import Struct
 
 from batchmail.build.compose import ShardValidation
 from batchmail.errors import EXIT_SOFTWARE, BatchmailError, InvalidJobError, Problem
-from batchmail.send.runner import Halt
+from batchmail.send.halt import Halt, HaltReason
 from batchmail.state.journal import Run
 
 _PR_SET_PDEATHSIG = 1
 # When halts differ between processes, the one reported is the most severe.
-_SEVERITY = ("error", "connection", "sender_refused", "quota", "interrupted")
+_SEVERITY = (
+    HaltReason.ERROR,
+    HaltReason.CONNECTION,
+    HaltReason.SENDER_REFUSED,
+    HaltReason.QUOTA,
+    HaltReason.INTERRUPTED,
+)
 
 Shard = tuple[int, int]  # (index, count)
 
@@ -44,7 +50,7 @@ class Go(Struct, frozen=True):
 
 class ShardResult(Struct, frozen=True):
     sent_now: int
-    halt: tuple[str, str, int] | None  # reason, message, exit code of a BatchmailError
+    halt: tuple[HaltReason, str, int] | None  # reason, message, exit code of a BatchmailError
 
 
 class _Refused(Struct, frozen=True):
@@ -153,7 +159,12 @@ def _collect(
             except EOFError:
                 results.append(
                     ShardResult(
-                        0, ("error", f"a sending process died ({child.exitcode})", EXIT_SOFTWARE)
+                        0,
+                        (
+                            HaltReason.ERROR,
+                            f"a sending process died ({child.exitcode})",
+                            EXIT_SOFTWARE,
+                        ),
                     )
                 )
     return results
@@ -199,7 +210,7 @@ def _send(
     try:
         halt, sent_now = send(shard, go)
     except BaseException as exc:  # reported to the parent, which raises it
-        return ShardResult(0, ("error", *_failure(exc)))
+        return ShardResult(0, (HaltReason.ERROR, *_failure(exc)))
     return ShardResult(sent_now, _portable(halt))
 
 
@@ -220,7 +231,7 @@ def _die_with_parent() -> None:
         return
 
 
-def _portable(halt: Halt | None) -> tuple[str, str, int] | None:
+def _portable(halt: Halt | None) -> tuple[HaltReason, str, int] | None:
     if halt is None:
         return None
     code = halt.error.exit_code if isinstance(halt.error, BatchmailError) else EXIT_SOFTWARE
@@ -232,5 +243,7 @@ def _worst_halt(results: list[ShardResult]) -> Halt | None:
     if not halts:
         return None
     reason, message, code = min(halts, key=lambda h: _SEVERITY.index(h[0]))
-    error = ShardError(message, code) if reason in ("error", "connection") else None
+    error = (
+        ShardError(message, code) if reason in (HaltReason.ERROR, HaltReason.CONNECTION) else None
+    )
     return Halt(reason, message, error)

@@ -18,8 +18,10 @@ from batchmail.build.mime import date_header
 from batchmail.errors import ConnectFailure, invalid
 from batchmail.load.job import Job, display_path
 from batchmail.load.recipients import Recipient
+from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
 from batchmail.state.journal import Journal, Run
+from batchmail.state.states import DELIVERED, DeliveryState
 from batchmail.transport.smtp import Envelope, InFlight, Outcome, Route, Transport, replies
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
@@ -53,14 +55,6 @@ class _Session(Struct):
     transport: Transport
     announced: Recipient | None = None  # sent next: its envelope went behind the last content
     flight: _Flight | None = None  # the message whose reply is awaited
-
-
-class Halt(Struct):
-    """Why the run stopped before every recipient was tried."""
-
-    reason: str  # interrupted | quota | connection | sender_refused | error
-    message: str
-    error: BaseException | None = None
 
 
 def choose_run(journal: Journal, job: Job, validation: Validation, *, new_run: bool) -> Run:
@@ -118,7 +112,7 @@ class Runner(Struct):
             # The first round's own time is part of the window: the backoff may not all fit.
             delay = min(self._backoff(attempt), left)
             if self.stop.wait(delay):
-                self._halt(Halt("interrupted", "interrupted"))
+                self._halt(Halt(HaltReason.INTERRUPTED, "interrupted"))
                 break
             batch, self._retry = self._retry, []
             self._send_round(run, iter(batch), attempt)
@@ -160,20 +154,20 @@ class Runner(Struct):
         try:
             sessions = [_Session(self.transports()) for _ in range(count)]
         except BaseException as exc:  # the caller raises it once the journal is folded
-            self._halt(Halt("error", str(exc), exc))
+            self._halt(Halt(HaltReason.ERROR, str(exc), exc))
             return
         try:
             while self._start_idle(run, sessions, recipients, attempt):
                 self._land_replied(run, sessions, attempt)
         except BaseException as exc:  # the caller raises it once the journal is folded
-            self._halt(Halt("error", str(exc), exc))
+            self._halt(Halt(HaltReason.ERROR, str(exc), exc))
         finally:
             for session in sessions:
                 session.transport.close()
 
     def _stopping(self) -> bool:
         if self.stop.is_set() and self.halt is None:
-            self._halt(Halt("interrupted", "interrupted"))
+            self._halt(Halt(HaltReason.INTERRUPTED, "interrupted"))
         return self.halt is not None
 
     def _start_idle(
@@ -221,8 +215,8 @@ class Runner(Struct):
         try:
             started = session.transport.start(envelope, following)
         except ConnectFailure as exc:
-            started = Outcome("deferred", None, str(exc))
-            self._halt(Halt("connection", str(exc), exc))
+            started = Outcome(DeliveryState.DEFERRED, None, str(exc))
+            self._halt(Halt(HaltReason.CONNECTION, str(exc), exc))
         if isinstance(started, Outcome):
             self._land(run, flight, started, attempt)
         else:
@@ -235,10 +229,10 @@ class Runner(Struct):
             self.limiter.acquire()
             transport.open()
         except QuotaReached as quota:
-            self._halt(Halt("quota", _quota_message(quota, self.clock)))
+            self._halt(Halt(HaltReason.QUOTA, _quota_message(quota, self.clock)))
             return False
         except ConnectFailure as exc:
-            self._halt(Halt("connection", str(exc), exc))
+            self._halt(Halt(HaltReason.CONNECTION, str(exc), exc))
             return False
         return True
 
@@ -262,22 +256,22 @@ class Runner(Struct):
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome
-        if outcome.state in ("sent", "previewed"):
+        if outcome.state in DELIVERED:
             self.sent_now += 1
-        elif outcome.state == "deferred" and len(self._retry) < MAX_HELD_FOR_RETRY:
+        elif outcome.state == DeliveryState.DEFERRED and len(self._retry) < MAX_HELD_FOR_RETRY:
             self._retry.append(event.recipient)
         self._count_sender_refusal(outcome)
         self.on_event(event)
 
     def _count_sender_refusal(self, outcome: Outcome) -> None:
-        if not (outcome.sender_refused and outcome.state == "failed"):
+        if not (outcome.sender_refused and outcome.state == DeliveryState.FAILED):
             self._sender_refusals.clear()
             return
         self._sender_refusals.append(f"{outcome.code} {outcome.response}")
         recent = self._sender_refusals[-SENDER_REFUSALS_TO_STOP:]
         if len(recent) == SENDER_REFUSALS_TO_STOP and len(set(recent)) == 1:
             self.halt = self.halt or Halt(
-                "sender_refused",
+                HaltReason.SENDER_REFUSED,
                 f"the server refused the sender "
                 f"{self.job.sender.address} {len(recent)} times in a "
                 f"row ({recent[0]}); fix the sender or the account "

@@ -27,6 +27,7 @@ from msgspec import Struct
 
 from batchmail.errors import EXIT_TEMPFAIL, BatchmailError, StateError
 from batchmail.state.record_log import RecordLog, logs_with_prefix, read_records
+from batchmail.state.states import DeliveryState, RunStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,12 +71,13 @@ CREATE TABLE IF NOT EXISTS staging (  -- validated recipients, until a run takes
 ) WITHOUT ROWID;
 """
 
-FINAL_STATES = frozenset({"sent"})
 # SQLite's page cache, in KiB when negative: its default, 2 MiB a connection, fills up as a list
 # grows to 100,000 recipients, and every sending process has its connections.
 CACHE_SIZE = -512
 FOLD_EVERY = 1_000  # records a sending process appends before it folds them into SQLite
 _BEGIN, _FINISH = "begin", "finish"
+# States the send loop tries again (`unknown` too, unless told to skip it).
+_RETRIED = (DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.DEFERRED)
 # A recipient's records in one log are applied as one update: the attempts they began, and
 # the last state, reply and time (begin and finish records alike make the state and time).
 _APPLY = (
@@ -113,7 +115,7 @@ class Run(Struct, frozen=True):
 class Delivery(Struct, frozen=True):
     seq: int
     email: str
-    state: str
+    state: DeliveryState
     code: int | None
     response: str | None
     attempts: int
@@ -242,7 +244,8 @@ class Journal:
 
     def reached(self, run_id: str) -> int:
         rows = self._read(
-            "SELECT count(*) FROM deliveries WHERE run_id = ? AND state = 'sent'", (run_id,)
+            "SELECT count(*) FROM deliveries WHERE run_id = ? AND state = ?",
+            (run_id, DeliveryState.SENT),
         )
         return int(rows[0][0])
 
@@ -256,8 +259,8 @@ class Journal:
             )
             db.execute(
                 "INSERT INTO deliveries (run_id, seq, email, state, size, attachments) "
-                "SELECT ?, seq, email, 'pending', size, attachments FROM staging WHERE job = ?",
-                (run_id, self.job),
+                "SELECT ?, seq, email, ?, size, attachments FROM staging WHERE job = ?",
+                (run_id, DeliveryState.PENDING, self.job),
             )
         self.clear_staging()
         return self._invoke(run_id, digest, total, resumed=False)
@@ -285,7 +288,7 @@ class Journal:
     ) -> list[int]:
         """Sequence numbers after `after` that still need sending, in order, at most `limit`;
         of shard (index, count), those with `seq % count == index`."""
-        states = ("pending", "failed", "deferred") + (() if skip_unknown else ("unknown",))
+        states = _RETRIED + (() if skip_unknown else (DeliveryState.UNKNOWN,))
         marks = ",".join("?" * len(states))
         index, count = shard
         rows = self._read(
@@ -353,12 +356,18 @@ class Journal:
         """Recipients not reached in this invocation (quota, breaker) are deferred, not lost."""
         with self._write() as db:
             db.execute(
-                "UPDATE deliveries SET state = 'deferred', response = ?, invocation = ? "
-                "WHERE run_id = ? AND state = 'pending' AND attempts = 0",
-                (response, run.invocation, run.run_id),
+                "UPDATE deliveries SET state = ?, response = ?, invocation = ? "
+                "WHERE run_id = ? AND state = ? AND attempts = 0",
+                (
+                    DeliveryState.DEFERRED,
+                    response,
+                    run.invocation,
+                    run.run_id,
+                    DeliveryState.PENDING,
+                ),
             )
 
-    def end_invocation(self, run: Run, status: str) -> None:
+    def end_invocation(self, run: Run, status: RunStatus) -> None:
         now = self.clock()
         with self._write() as db:
             db.execute(
@@ -367,8 +376,8 @@ class Journal:
             )
             db.execute(
                 "UPDATE runs SET finished = ? WHERE run_id = ? AND NOT EXISTS (SELECT 1 "
-                "FROM deliveries WHERE run_id = ? AND state != 'sent')",
-                (now, run.run_id, run.run_id),
+                "FROM deliveries WHERE run_id = ? AND state != ?)",
+                (now, run.run_id, run.run_id, DeliveryState.SENT),
             )
 
     def sent_times(self, since: float, limit: int) -> list[float]:
@@ -394,7 +403,7 @@ class Journal:
             yield Delivery(
                 seq,
                 email,
-                state,
+                DeliveryState(state),
                 code,
                 response,
                 attempts,
@@ -406,9 +415,9 @@ class Journal:
     def summary(self, run: Run) -> dict[str, int]:
         """Counts per report status, in one query."""
         rows = self._read(
-            "SELECT CASE WHEN state = 'sent' AND invocation IS NOT ? THEN 'skipped' "
-            "ELSE state END, count(*) FROM deliveries WHERE run_id = ? GROUP BY 1",
-            (run.invocation, run.run_id),
+            "SELECT CASE WHEN state = ?1 AND invocation IS NOT ?2 THEN ?3 "
+            "ELSE state END, count(*) FROM deliveries WHERE run_id = ?4 GROUP BY 1",
+            (DeliveryState.SENT, run.invocation, DeliveryState.SKIPPED, run.run_id),
         )
         return dict(rows)
 
@@ -418,7 +427,7 @@ class _Change(Struct):
 
     run_id: str
     seq: int
-    state: str = "pending"
+    state: str = DeliveryState.PENDING
     began: int = 0  # attempts begun
     replied: bool = False
     code: int | None = None
@@ -431,11 +440,11 @@ class _Change(Struct):
         """One more record: a begin (no reply) or a finish (state, code, response)."""
         self.invocation, self.when = invocation, when
         if reply is None:
-            self.state, self.began = "pending", self.began + 1
+            self.state, self.began = DeliveryState.PENDING, self.began + 1
             return
         self.state, self.code, self.response = reply
         self.replied = True
-        if self.state == "sent":
+        if self.state == DeliveryState.SENT:
             self.sent_at = when
 
     def parameters(self) -> tuple[Any, ...]:
@@ -503,8 +512,8 @@ def journal_path(state_dir: Path) -> Path:
     return state_dir / "journal.sqlite3"
 
 
-def report_status(delivery: Delivery) -> str:
+def report_status(delivery: Delivery) -> DeliveryState:
     """A recipient delivered by an earlier invocation is `skipped` in this one's report."""
-    if delivery.state == "sent" and not delivery.touched_now:
-        return "skipped"
+    if delivery.state == DeliveryState.SENT and not delivery.touched_now:
+        return DeliveryState.SKIPPED
     return delivery.state
