@@ -42,14 +42,11 @@ from batchmail.send.processes import Go, ShardProcesses
 from batchmail.send.runner import Event, Runner, choose_run
 from batchmail.state.journal import Journal, Run, job_lock, journal_path, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState, RunStatus
+from batchmail.transport.contract import Transport
+from batchmail.transport.credentials import Credentials
+from batchmail.transport.folder import PreviewTransport, preview_name
 from batchmail.transport.oauth2 import credentials_for
-from batchmail.transport.smtp import (
-    Credentials,
-    PreviewTransport,
-    SmtpTransport,
-    Transport,
-    preview_name,
-)
+from batchmail.transport.smtp import SmtpTransport
 
 
 def _ignore(_: object) -> None:

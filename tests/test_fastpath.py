@@ -15,7 +15,8 @@ from smtpserver import AnnouncementServer, Script, SmtpServerFactory
 from support import HTML, PDF, PNG, TEXT, make_job, parse, recipients, report_of, run_cli
 
 from batchmail.load.job import load_job
-from batchmail.transport.smtp import Envelope, Route, SmtpTransport
+from batchmail.transport.contract import Envelope, Route
+from batchmail.transport.smtp import SmtpTransport
 
 LONG_LINE = "word " * 300  # 1,500 characters on one line
 CASES: dict[str, dict[str, Any]] = {

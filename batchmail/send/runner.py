@@ -22,7 +22,8 @@ from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
 from batchmail.state.journal import Journal, Run
 from batchmail.state.states import DELIVERED, DeliveryState
-from batchmail.transport.smtp import Envelope, InFlight, Outcome, Route, Transport, replies
+from batchmail.transport.contract import Envelope, Outcome, Route, Transport
+from batchmail.transport.smtp import InFlight, replies
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
 # The same permanent refusal of our sender this many times in a row means every further message

@@ -19,7 +19,7 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 
 from batchmail.errors import ConnectFailure, invalid
 from batchmail.load.job import OAuth2Settings, SmtpSettings
-from batchmail.transport.smtp import Credentials, credentials_from_env
+from batchmail.transport.credentials import Credentials, credentials_from_env
 
 if TYPE_CHECKING:
     import urllib.request

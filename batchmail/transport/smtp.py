@@ -1,4 +1,4 @@
-"""Delivery behind one interface: SMTP for real, preview (`.eml` files) for dry runs."""
+"""SMTP delivery: one session reused for many messages, TLS verified, pipelined (RFC 2920)."""
 
 from __future__ import annotations
 
@@ -8,94 +8,19 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from msgspec import Struct
-
-from batchmail.errors import ConnectFailure, StateError, invalid
+from batchmail.errors import ConnectFailure
 from batchmail.load.job import SmtpSettings
 
+# Re-exported: the MCP server imports them from here until it sends through the api.
+from batchmail.transport.contract import Envelope as Envelope  # noqa: PLC0414
+from batchmail.transport.contract import Outcome
+from batchmail.transport.contract import Route as Route  # noqa: PLC0414
+from batchmail.transport.credentials import Credentials as Credentials  # noqa: PLC0414
+
 _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
-
-
-class Route(Struct, frozen=True):
-    """Where a message goes: all that MAIL FROM and RCPT TO need."""
-
-    seq: int
-    sender: str
-    recipient: str
-    smtputf8: bool = False
-
-    def commands(self) -> bytes:
-        """MAIL, RCPT and DATA, as one pipelined group (RFC 2920)."""
-        option = " SMTPUTF8" if self.smtputf8 else ""
-        text = f"MAIL FROM:<{self.sender}>{option}\r\nRCPT TO:<{self.recipient}>\r\nDATA\r\n"
-        return text.encode("utf-8" if self.smtputf8 else "ascii")
-
-
-class Envelope(Struct, frozen=True):
-    """A message and where it goes."""
-
-    route: Route
-    data: bytes
-
-
-class Outcome(Struct, frozen=True):
-    """What became of one message: sent | failed | deferred | unknown | previewed."""
-
-    state: str
-    code: int | None
-    response: str
-    sender_refused: bool = False  # the server refused MAIL FROM: not the recipient's doing
-
-
-class Transport(Protocol):
-    def open(self) -> None: ...
-
-    def start(self, envelope: Envelope, following: Route | None = None) -> Outcome | InFlight:
-        """One transaction: its outcome, or, once the content went out, the reply to await.
-        `following`: the message this session sends next, if known."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class Credentials(Struct, frozen=True):
-    username: str
-    password: str
-
-    def __repr__(self) -> str:  # never show the password, even in a debugger or a traceback
-        return f"Credentials(username={self.username!r}, password=***)"
-
-    def prepare(self) -> None:
-        """Called once the job is valid, before any session opens: a place to fetch tokens."""
-
-    def shared(self) -> object:
-        """What `prepare` got, for the sending processes (forked before it) to `adopt`."""
-        return None
-
-    def adopt(self, shared: object) -> None:
-        """Take over what `prepare` got in the parent process."""
-
-    def authenticate(self, conn: smtplib.SMTP) -> None:
-        """AUTH on an open session; `oauth2.XOAuth2Credentials` overrides it with XOAUTH2."""
-        conn.login(self.username, self.password)
-
-
-def credentials_from_env(settings: SmtpSettings, environ: Mapping[str, str]) -> Credentials | None:
-    """Read the credentials the job names; a missing variable is the user's to fix (exit 2)."""
-    if not settings.username_env or not settings.password_env:
-        return None
-    missing = [n for n in (settings.username_env, settings.password_env) if not environ.get(n)]
-    if missing:
-        raise invalid(
-            "smtp",
-            f"environment variable {', '.join(missing)} is not set "
-            "(smtp.username_env / smtp.password_env name it)",
-        )
-    return Credentials(environ[settings.username_env], environ[settings.password_env])
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -412,36 +337,6 @@ def replies(flights: Sequence[InFlight]) -> list[tuple[InFlight, Outcome]]:
     answered = [flight for flight in flights if flight.fileno() in ready]
     late = [flight for flight in flights if flight not in answered and flight.deadline <= now]
     return [(f, f.finish()) for f in answered] + [(f, f.abandon("timed out")) for f in late]
-
-
-class PreviewTransport:
-    """Writes each message as `.eml` into a folder instead of sending it."""
-
-    def __init__(self, out_dir: Path):
-        self.out_dir = out_dir
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"cannot create {out_dir}: {exc.strerror}") from None
-
-    def start(self, envelope: Envelope, following: Route | None = None) -> Outcome:
-        path = self.out_dir / preview_name(envelope.route.seq, envelope.route.recipient)
-        try:
-            path.write_bytes(envelope.data)
-        except OSError as exc:
-            raise StateError(f"cannot write {path}: {exc.strerror}") from None
-        return Outcome("previewed", None, path.name)
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def preview_name(seq: int, address: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", address)
-    return f"{seq:06d}-{safe}.eml"
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
