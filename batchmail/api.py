@@ -44,7 +44,7 @@ from batchmail.state.journal import Journal, Run, job_lock, journal_path, report
 from batchmail.state.states import UNDELIVERED, DeliveryState, RunStatus
 from batchmail.transport.contract import Transport
 from batchmail.transport.credentials import Credentials
-from batchmail.transport.folder import PreviewTransport, preview_name
+from batchmail.transport.folder import FolderTransport, preview_name
 from batchmail.transport.oauth2 import credentials_for
 from batchmail.transport.smtp import SmtpTransport
 
@@ -120,7 +120,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             out = options.out or job.path.parent / "preview"
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchmail-")))
             report = options.report or out / "report.json"
-            transports: Callable[[], Transport] = lambda: PreviewTransport(out)  # noqa: E731
+            transports: Callable[[], Transport] = lambda: FolderTransport(out)  # noqa: E731
         else:
             credentials = credentials_for(job.smtp, options.environ)
             state_dir = default_state_dir(job, options)

@@ -15,7 +15,7 @@ from smtpserver import AnnouncementServer, Script, SmtpServerFactory
 from support import HTML, PDF, PNG, TEXT, make_job, parse, recipients, report_of, run_cli
 
 from batchmail.load.job import load_job
-from batchmail.transport.contract import Envelope, Route
+from batchmail.transport.contract import Envelope, Outcome, Route
 from batchmail.transport.smtp import SmtpTransport
 
 LONG_LINE = "word " * 300  # 1,500 characters on one line
@@ -214,7 +214,9 @@ def test_an_announced_message_that_does_not_follow_is_never_sent(tmp_path: Path)
         transport = SmtpTransport(settings, None)
         first = Envelope(Route(1, "a@example.com", "b@example.com"), b"Subject: 1\r\n\r\none\r\n")
         announced = Route(2, "a@example.com", "c@example.com")
-        assert transport.send(first, announced).state == "sent"
+        started = transport.start(first, announced)
+        assert not isinstance(started, Outcome)
+        assert started.finish().state == "sent"
         other = Envelope(Route(3, "a@example.com", "d@example.com"), b"Subject: 3\r\n\r\nthree\r\n")
         assert transport.send(other).state == "sent"
         transport.close()

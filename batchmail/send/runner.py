@@ -23,7 +23,7 @@ from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
 from batchmail.state.journal import Journal, Run
 from batchmail.state.states import DELIVERED, DeliveryState
 from batchmail.transport.contract import Envelope, Outcome, Route, Transport
-from batchmail.transport.smtp import InFlight, replies
+from batchmail.transport.pipelining import InFlight, Pipelined, replies
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
 # The same permanent refusal of our sender this many times in a row means every further message
@@ -54,6 +54,7 @@ class _Flight(Struct, frozen=True):
 
 class _Session(Struct):
     transport: Transport
+    pipelined: Pipelined | None  # the same transport, when it has the extension
     announced: Recipient | None = None  # sent next: its envelope went behind the last content
     flight: _Flight | None = None  # the message whose reply is awaited
 
@@ -153,7 +154,7 @@ class Runner(Struct):
         none of the hand-overs and lock traffic that a thread per session costs."""
         count = self.connections or max(1, self.job.rate.connections)
         try:
-            sessions = [_Session(self.transports()) for _ in range(count)]
+            sessions = [_session(self.transports()) for _ in range(count)]
         except BaseException as exc:  # the caller raises it once the journal is folded
             self._halt(Halt(HaltReason.ERROR, str(exc), exc))
             return
@@ -201,20 +202,24 @@ class Runner(Struct):
         recipients: Iterator[Recipient],
         attempt: int,
     ) -> None:
-        if not self._open(session.transport) or self._stopping():
+        if not self._open(session) or self._stopping():
             return
         message_id = self.composer.message_id(run.run_id, recipient.seq)
         envelope = self._envelope(recipient, message_id)
         following = None
+        pipelined = session.pipelined
         # Announcing the next message's envelope early keeps its DATA open until its turn: only
         # when nothing paces the job, or a server would wait for it, even time out.
-        if self._unpaced:
+        if self._unpaced and pipelined is not None:
             session.announced = next(recipients, None)
             following = self._route(session.announced) if session.announced else None
         self.journal.begin(run, recipient.seq)
         flight = _Flight(recipient, message_id, self.clock())
         try:
-            started = session.transport.start(envelope, following)
+            if pipelined is not None:
+                started = pipelined.start(envelope, following)
+            else:
+                started = session.transport.send(envelope)
         except ConnectFailure as exc:
             started = Outcome(DeliveryState.DEFERRED, None, str(exc))
             self._halt(Halt(HaltReason.CONNECTION, str(exc), exc))
@@ -223,12 +228,13 @@ class Runner(Struct):
         else:
             session.flight = structs.replace(flight, pending=started)
 
-    def _open(self, transport: Transport) -> bool:
-        """Wait for the pace, and make sure the session is open: before the journal marks
-        anything, so that a refused session sends nothing."""
+    def _open(self, session: _Session) -> bool:
+        """Wait for the pace, and make sure a pipelined session is open: before the journal
+        marks anything, so that a refused session sends nothing."""
         try:
             self.limiter.acquire()
-            transport.open()
+            if session.pipelined is not None:
+                session.pipelined.open()
         except QuotaReached as quota:
             self._halt(Halt(HaltReason.QUOTA, _quota_message(quota, self.clock)))
             return False
@@ -284,6 +290,12 @@ class Runner(Struct):
         if self.halt is None:
             self.halt = halt
         self.stop.set()
+
+
+def _session(transport: Transport) -> _Session:
+    """A session of the send loop: pipelined when the transport has the extension, else driven
+    one `send` at a time."""
+    return _Session(transport, transport if isinstance(transport, Pipelined) else None)
 
 
 def _quota_message(quota: QuotaReached, clock: Clock) -> str:

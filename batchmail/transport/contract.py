@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from msgspec import Struct
 
-if TYPE_CHECKING:
-    from batchmail.transport.smtp import InFlight
-
 
 class Route(Struct, frozen=True):
-    """Where a message goes: all that MAIL FROM and RCPT TO need."""
+    """Where a message goes: the envelope's sender and recipient (RFC 5321 forms), and whether
+    they need SMTPUTF8 (RFC 6531)."""
 
     seq: int
     sender: str
     recipient: str
     smtputf8: bool = False
-
-    def commands(self) -> bytes:
-        """MAIL, RCPT and DATA, as one pipelined group (RFC 2920)."""
-        option = " SMTPUTF8" if self.smtputf8 else ""
-        text = f"MAIL FROM:<{self.sender}>{option}\r\nRCPT TO:<{self.recipient}>\r\nDATA\r\n"
-        return text.encode("utf-8" if self.smtputf8 else "ascii")
 
 
 class Envelope(Struct, frozen=True):
@@ -42,11 +34,15 @@ class Outcome(Struct, frozen=True):
 
 
 class Transport(Protocol):
-    def open(self) -> None: ...
+    """What every transport does; `pipelining.Pipelined` is the optional extension that lets
+    the send loop keep several messages of a session moving at once."""
 
-    def start(self, envelope: Envelope, following: Route | None = None) -> Outcome | InFlight:
-        """One transaction: its outcome, or, once the content went out, the reply to await.
-        `following`: the message this session sends next, if known."""
+    def send(self, envelope: Envelope) -> Outcome:
+        """Deliver one message (opening a session first if the transport has sessions): what
+        became of it. Raises ConnectFailure when no session could be opened, StateError when
+        the transport's own storage fails."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """End the session, if any; the transport may be used again. Closing twice is harmless."""
+        ...

@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 from batchmail.errors import StateError
-from batchmail.transport.contract import Envelope, Outcome, Route
+from batchmail.transport.contract import Envelope, Outcome
 
 
-class PreviewTransport:
-    """Writes each message as `.eml` into a folder instead of sending it."""
+class FolderTransport:
+    """Writes each message as `.eml` into a folder instead of sending it: the dry run's."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
@@ -19,16 +19,13 @@ class PreviewTransport:
         except OSError as exc:
             raise StateError(f"cannot create {out_dir}: {exc.strerror}") from None
 
-    def start(self, envelope: Envelope, following: Route | None = None) -> Outcome:
+    def send(self, envelope: Envelope) -> Outcome:
         path = self.out_dir / preview_name(envelope.route.seq, envelope.route.recipient)
         try:
             path.write_bytes(envelope.data)
         except OSError as exc:
             raise StateError(f"cannot write {path}: {exc.strerror}") from None
         return Outcome("previewed", None, path.name)
-
-    def open(self) -> None:
-        pass
 
     def close(self) -> None:
         pass

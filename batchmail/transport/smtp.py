@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import select
 import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from batchmail.errors import ConnectFailure
@@ -19,6 +18,7 @@ from batchmail.transport.contract import Envelope as Envelope  # noqa: PLC0414
 from batchmail.transport.contract import Outcome
 from batchmail.transport.contract import Route as Route  # noqa: PLC0414
 from batchmail.transport.credentials import Credentials as Credentials  # noqa: PLC0414
+from batchmail.transport.pipelining import InFlight
 
 _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
 
@@ -42,7 +42,8 @@ def classify(code: int) -> str:
 
 
 class SmtpTransport:
-    """One SMTP session, opened lazily and reused for many messages."""
+    """One SMTP session, opened lazily and reused for many messages: a `Transport` with the
+    `Pipelined` extension."""
 
     def __init__(self, settings: SmtpSettings, credentials: Credentials | None):
         self.settings = settings
@@ -120,9 +121,9 @@ class SmtpTransport:
         conn.starttls(context=self.context)
         conn.ehlo()
 
-    def send(self, envelope: Envelope, following: Route | None = None) -> Outcome:
+    def send(self, envelope: Envelope) -> Outcome:
         """One transaction, to the server's reply."""
-        started = self.start(envelope, following)
+        started = self.start(envelope)
         return started if isinstance(started, Outcome) else started.finish()
 
     def start(self, envelope: Envelope, following: Route | None = None) -> Outcome | InFlight:
@@ -169,7 +170,7 @@ class SmtpTransport:
     def _envelope_replies(self, conn: smtplib.SMTP, envelope: Envelope) -> tuple[Reply, ...]:
         """Replies to MAIL, RCPT and DATA: in one round trip where the server allows
         PIPELINING (RFC 2920), else one command at a time, stopping at the first refusal."""
-        group = envelope.route.commands()
+        group = _commands(envelope.route)
         if self.announced is not None or conn.has_extn("pipelining"):
             if self.announced is None:
                 _io(conn.send, group, first_reply=True)
@@ -216,10 +217,10 @@ class SmtpTransport:
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         announced = following if following is not None and _can_announce(conn, following) else None
-        _io(conn.send, payload + b".\r\n" + (announced.commands() if announced else b""))
+        _io(conn.send, payload + b".\r\n" + (_commands(announced) if announced else b""))
         self.announced = announced
         assert conn.sock is not None
-        return InFlight(self, conn.sock)
+        return _AwaitedReply(self, conn.sock)
 
     def _reply_to_content(self) -> Outcome:
         conn = self.conn
@@ -271,6 +272,13 @@ class SmtpTransport:
             conn.close()
 
 
+def _commands(route: Route) -> bytes:
+    """MAIL, RCPT and DATA, as one pipelined group (RFC 2920)."""
+    option = " SMTPUTF8" if route.smtputf8 else ""
+    text = f"MAIL FROM:<{route.sender}>{option}\r\nRCPT TO:<{route.recipient}>\r\nDATA\r\n"
+    return text.encode("utf-8" if route.smtputf8 else "ascii")
+
+
 def _can_announce(conn: smtplib.SMTP, route: Route) -> bool:
     return bool(conn.has_extn("pipelining")) and (
         not route.smtputf8 or bool(conn.has_extn("smtputf8"))
@@ -299,8 +307,8 @@ def _io(call: Callable[..., Any], *args: bytes, first_reply: bool = False) -> An
         raise _Dropped(_describe(exc), first_reply=first_reply) from None
 
 
-class InFlight:
-    """A message whose content went out: the server's reply is still to be read."""
+class _AwaitedReply:
+    """The `InFlight` of an SMTP session: the reply to a message's content, on its socket."""
 
     __slots__ = ("_sock", "_transport", "deadline")
 
@@ -313,30 +321,10 @@ class InFlight:
         return self._sock.fileno()
 
     def finish(self) -> Outcome:
-        """Read the reply: it says what became of the message."""
         return self._transport._reply_to_content()
 
     def abandon(self, reason: str) -> Outcome:
         return self._transport._lost(reason)
-
-
-def replies(flights: Sequence[InFlight]) -> list[tuple[InFlight, Outcome]]:
-    """The outcomes of the messages whose replies have come, after waiting for the first; a
-    message without a reply by its deadline ends `unknown`, as a blocking read would leave it.
-
-    A message goes in flight only once every reply before its content has been read, so a reply
-    to it cannot be sitting unread in a buffer: waiting on the sockets is enough."""
-    if len(flights) == 1:  # nothing to do meanwhile: the read waits, up to the same timeout
-        return [(flights[0], flights[0].finish())]
-    poller = select.poll()
-    for flight in flights:
-        poller.register(flight, select.POLLIN)
-    wait = min(flight.deadline for flight in flights) - time.monotonic()
-    ready = {fd for fd, _ in poller.poll(max(0.0, 1000 * wait))}
-    now = time.monotonic()
-    answered = [flight for flight in flights if flight.fileno() in ready]
-    late = [flight for flight in flights if flight not in answered and flight.deadline <= now]
-    return [(f, f.finish()) for f in answered] + [(f, f.abandon("timed out")) for f in late]
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
