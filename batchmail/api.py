@@ -40,7 +40,9 @@ from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
 from batchmail.send.processes import Go, ShardProcesses
 from batchmail.send.runner import Event, Runner, choose_run
-from batchmail.state.journal import Journal, Run, job_lock, journal_path, report_status
+from batchmail.state.job_lock import job_lock
+from batchmail.state.journal import Journal, journal_path
+from batchmail.state.records import Run, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState, RunStatus
 from batchmail.transport.contract import Transport
 from batchmail.transport.credentials import Credentials

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from batchmail.errors import StateError
-from batchmail.state.journal import Journal, Run, Staged, journal_path
+from batchmail.state.journal import Journal, journal_path
+from batchmail.state.records import Run, Staged
 
 
 def started_run(state: Path, job: str = "job", count: int = 3) -> tuple[Journal, Run]:

@@ -17,7 +17,7 @@ from smtpserver import Received, Script, SmtpServer, SmtpServerFactory
 from support import make_job, parse, recipients, report_of, run_cli
 
 from batchmail.send import runner
-from batchmail.state.journal import job_lock
+from batchmail.state.job_lock import job_lock
 
 
 @pytest.fixture(autouse=True)

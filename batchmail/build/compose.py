@@ -17,7 +17,8 @@ from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, check_address
 from batchmail.load.job import Job, display_path
 from batchmail.load.recipients import Recipient, RecipientSource, Warn
-from batchmail.state.journal import Staged, new_run_id
+from batchmail.state.journal import new_run_id
+from batchmail.state.records import Staged
 
 if TYPE_CHECKING:
     from batchmail.build.dkim_sign import Signer

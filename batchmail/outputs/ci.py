@@ -14,7 +14,7 @@ from xml.sax.saxutils import quoteattr
 from batchmail.errors import StateError
 from batchmail.load.recipients import Recipient
 from batchmail.outputs.report import ReportHead
-from batchmail.state.journal import Delivery, report_status
+from batchmail.state.records import Delivery, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState
 
 _LISTED_IN_SUMMARY = 50

@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Struct, field
 
 from batchmail.errors import StateError
-from batchmail.state.journal import Delivery, report_status
+from batchmail.state.records import Delivery, report_status
 from batchmail.state.states import REPORTED, RunStatus
 
 

@@ -26,7 +26,7 @@ from msgspec import Struct
 from batchmail.build.compose import ShardValidation
 from batchmail.errors import EXIT_SOFTWARE, BatchmailError, InvalidJobError, Problem
 from batchmail.send.halt import Halt, HaltReason
-from batchmail.state.journal import Run
+from batchmail.state.records import Run
 
 _PR_SET_PDEATHSIG = 1
 # When halts differ between processes, the one reported is the most severe.

@@ -20,7 +20,8 @@ from batchmail.load.job import Job, display_path
 from batchmail.load.recipients import Recipient
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
-from batchmail.state.journal import Journal, Run
+from batchmail.state.journal import Journal
+from batchmail.state.records import Run
 from batchmail.state.states import DELIVERED, DeliveryState
 from batchmail.transport.contract import Envelope, Outcome, Route, Transport
 from batchmail.transport.pipelining import InFlight, Pipelined, replies

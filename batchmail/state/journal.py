@@ -10,7 +10,6 @@ chosen.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import secrets
 import sqlite3
@@ -20,13 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgspec
-from msgspec import Struct
 
-from batchmail.errors import EXIT_TEMPFAIL, BatchmailError, StateError
+from batchmail.errors import StateError
+from batchmail.state.fold import APPLY, BEGIN, FINISH, changes_of
 from batchmail.state.record_log import RecordLog, logs_with_prefix, read_records
+from batchmail.state.records import Delivery, Run, Staged
 from batchmail.state.states import DeliveryState, RunStatus
 
 SCHEMA = """
@@ -75,53 +75,8 @@ CREATE TABLE IF NOT EXISTS staging (  -- validated recipients, until a run takes
 # grows to 100,000 recipients, and every sending process has its connections.
 CACHE_SIZE = -512
 FOLD_EVERY = 1_000  # records a sending process appends before it folds them into SQLite
-_BEGIN, _FINISH = "begin", "finish"
 # States the send loop tries again (`unknown` too, unless told to skip it).
 _RETRIED = (DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.DEFERRED)
-# A recipient's records in one log are applied as one update: the attempts they began, and
-# the last state, reply and time (begin and finish records alike make the state and time).
-_APPLY = (
-    "UPDATE deliveries SET state = ?1, attempts = attempts + ?2, "
-    "code = CASE WHEN ?3 THEN ?4 ELSE code END, "
-    "response = CASE WHEN ?3 THEN ?5 ELSE response END, "
-    "invocation = ?6, updated = ?7, sent_at = coalesce(?8, sent_at) "
-    "WHERE run_id = ?9 AND seq = ?10"
-)
-
-
-class JobLocked(BatchmailError):
-    """Another batchmail process is working on the same job: try again when it is done."""
-
-    exit_code = EXIT_TEMPFAIL
-
-
-class Staged(Struct, frozen=True):
-    """One validated recipient, as the journal keeps it until a run takes it over."""
-
-    seq: int
-    email: str
-    size: int
-    attachments: list[str]
-
-
-class Run(Struct, frozen=True):
-    run_id: str
-    digest: str
-    total: int
-    invocation: int
-    resumed: bool  # an earlier invocation of this run exists
-
-
-class Delivery(Struct, frozen=True):
-    seq: int
-    email: str
-    state: DeliveryState
-    code: int | None
-    response: str | None
-    attempts: int
-    size: int | None
-    attachments: list[str]
-    touched_now: bool  # changed by the current invocation
 
 
 def new_run_id(now: float) -> str:
@@ -300,13 +255,11 @@ class Journal:
 
     def begin(self, run: Run, seq: int) -> None:
         """Recorded before the SMTP transaction starts."""
-        self._append([_BEGIN, run.run_id, seq, run.invocation, self.clock()])
+        self._append([BEGIN, run.run_id, seq, run.invocation, self.clock()])
 
     def finish(self, run: Run, seq: int, state: str, code: int | None, response: str) -> None:
         """Recorded right after the server's reply."""
-        self._append(
-            [_FINISH, run.run_id, seq, run.invocation, self.clock(), state, code, response]
-        )
+        self._append([FINISH, run.run_id, seq, run.invocation, self.clock(), state, code, response])
 
     def _append(self, record: list[Any]) -> None:
         with self._log_lock:
@@ -342,8 +295,8 @@ class Journal:
         twice."""
         with self._write() as db:
             if not db.execute("SELECT 1 FROM folded_logs WHERE name = ?", (path.name,)).fetchone():
-                changes = _changes(read_records(path) if records is None else records, path)
-                db.executemany(_APPLY, changes)
+                changes = changes_of(read_records(path) if records is None else records, path)
+                db.executemany(APPLY, changes)
                 db.execute("INSERT INTO folded_logs VALUES (?)", (path.name,))
         try:
             path.unlink()
@@ -422,98 +375,9 @@ class Journal:
         return dict(rows)
 
 
-class _Change(Struct):
-    """What a log's records do to one recipient, as the parameters of _APPLY."""
-
-    run_id: str
-    seq: int
-    state: str = DeliveryState.PENDING
-    began: int = 0  # attempts begun
-    replied: bool = False
-    code: int | None = None
-    response: str | None = None
-    invocation: int = 0
-    when: float = 0.0
-    sent_at: float | None = None
-
-    def apply(self, invocation: int, when: float, reply: tuple[str, int, str] | None) -> None:
-        """One more record: a begin (no reply) or a finish (state, code, response)."""
-        self.invocation, self.when = invocation, when
-        if reply is None:
-            self.state, self.began = DeliveryState.PENDING, self.began + 1
-            return
-        self.state, self.code, self.response = reply
-        self.replied = True
-        if self.state == DeliveryState.SENT:
-            self.sent_at = when
-
-    def parameters(self) -> tuple[Any, ...]:
-        return (
-            self.state,
-            self.began,
-            self.replied,
-            self.code,
-            self.response,
-            self.invocation,
-            self.when,
-            self.sent_at,
-            self.run_id,
-            self.seq,
-        )
-
-
-def _changes(records: Iterable[list[Any]], path: Path) -> Iterator[tuple[Any, ...]]:
-    """The parameters of _APPLY for each recipient a log's records touch, in order."""
-    changes: dict[tuple[str, int], _Change] = {}
-    for record in records:
-        match record:
-            case [kind, run_id, seq, invocation, when] if kind == _BEGIN:
-                reply = None
-            case [kind, run_id, seq, invocation, when, state, code, response] if kind == _FINISH:
-                reply = (state, code, response)
-            case _:
-                raise StateError(
-                    f"the journal log {path} has a record batchmail does not know: {record}"
-                )
-        change = changes.get((run_id, seq))
-        if change is None:
-            change = changes[run_id, seq] = _Change(run_id, seq)
-        change.apply(invocation, when, reply)
-    return (change.parameters() for change in changes.values())
-
-
-@contextmanager
-def job_lock(state_dir: Path, job: str) -> Iterator[None]:
-    """One batchmail process per job at a time; the OS drops the lock if the process dies."""
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle: IO[str] = (state_dir / f"{job}.lock").open("a")
-    except OSError as exc:
-        raise StateError(f"cannot create the state directory {state_dir}: {exc.strerror}") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise JobLocked(
-                f"another batchmail process is running job '{job}' "
-                f"(lock: {state_dir / (job + '.lock')}); wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
 def journal_path(state_dir: Path) -> Path:
     return state_dir / "journal.sqlite3"
-
-
-def report_status(delivery: Delivery) -> DeliveryState:
-    """A recipient delivered by an earlier invocation is `skipped` in this one's report."""
-    if delivery.state == DeliveryState.SENT and not delivery.touched_now:
-        return DeliveryState.SKIPPED
-    return delivery.state
