@@ -33,8 +33,9 @@ from batchmail.errors import (
     StateError,
     invalid,
 )
-from batchmail.load.job import Job, SchemaVerdict, display_path, load_job
+from batchmail.load.job import SchemaVerdict, display_path, load_job
 from batchmail.load.recipients import Warn
+from batchmail.load.settings import Job
 from batchmail.outputs.report import ReportHead, full_summary, recipient_entry, write_report
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import QUOTA_SPAN, RateLimiter

@@ -15,7 +15,8 @@ from types import FrameType
 
 from batchmail import __version__
 from batchmail.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, BatchmailError
-from batchmail.load.job import display_path, schema_text
+from batchmail.load.job import display_path
+from batchmail.load.schema import schema_text
 from batchmail.load.schema_check import EarlySchemaCheck
 from batchmail.outputs.progress import Display
 

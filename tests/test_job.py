@@ -14,7 +14,8 @@ import pytest
 from support import cli, line_of
 
 from batchmail.errors import InvalidJobError
-from batchmail.load.job import Job, load_job
+from batchmail.load.job import load_job
+from batchmail.load.settings import Job
 
 REPO = Path(__file__).resolve().parents[1]
 

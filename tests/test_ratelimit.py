@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from batchmail.load.job import RateSettings
+from batchmail.load.settings import RateSettings
 from batchmail.send.pacing import QuotaReached, RateLimiter
 
 

@@ -55,8 +55,9 @@ from batchmail.errors import (
     invalid,
 )
 from batchmail.load.addresses import AddressError, Mailbox, has_line_break, parse_mailbox
-from batchmail.load.job import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, Job, SmtpSettings, load_job
+from batchmail.load.job import load_job
 from batchmail.load.recipients import Recipient, Warn
+from batchmail.load.settings import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PORTS, Job, SmtpSettings
 from batchmail.send.runner import Event
 from batchmail.transport.smtp import Credentials, Envelope, Route, SmtpTransport
 

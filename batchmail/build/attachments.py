@@ -9,7 +9,8 @@ from pathlib import Path
 
 from batchmail.build.mime import HeaderValueError, Part, attachment_part, detect_type
 from batchmail.errors import invalid
-from batchmail.load.job import AttachmentSpec, Job, display_path
+from batchmail.load.job import display_path
+from batchmail.load.settings import AttachmentSpec, Job
 
 _CACHED_FILES = 256
 

@@ -15,8 +15,9 @@ from batchmail.build.mime import Content, HeaderValueError, MessageBuilder, Part
 from batchmail.build.render import Rendered, Renderer
 from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, check_address
-from batchmail.load.job import Job, display_path
+from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient, RecipientSource, Warn
+from batchmail.load.settings import Job
 from batchmail.state.journal import new_run_id
 from batchmail.state.records import Staged
 

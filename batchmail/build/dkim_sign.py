@@ -9,7 +9,7 @@ import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from batchmail.errors import invalid
-from batchmail.load.job import DkimSettings
+from batchmail.load.settings import DkimSettings
 
 # RFC 6376 5.4.1: the fields a signature should cover, when present.
 DEFAULT_HEADERS = (

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 from batchmail.build.mime import HeaderValueError, Part, detect_type, inline_part
 from batchmail.errors import invalid
-from batchmail.load.job import Job, TemplateRef, display_path
+from batchmail.load.job import display_path
+from batchmail.load.settings import Job, TemplateRef
 
 _CACHED_FILES = 256
 

@@ -12,8 +12,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from msgspec import Struct, field
 
 from batchmail.errors import InvalidJobError, Problem, invalid
-from batchmail.load.job import Job, TemplateRef, display_path
+from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient
+from batchmail.load.settings import Job, TemplateRef
 
 _HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".xml", ".html.j2", ".htm.j2", ".html.jinja")
 _INLINE = "@inline:"

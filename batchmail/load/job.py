@@ -1,174 +1,42 @@
-"""Loading a job file: safe YAML, env interpolation, the JSON schema, and frozen settings."""
+"""Loading a job file: safe YAML, env interpolation, the schema check, then the settings
+records (settings.py) built from the document and checked beyond what the schema says."""
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 import re
-from collections.abc import Iterator, Mapping
-from functools import cache
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from msgspec import Struct, field
+from msgspec import Struct
 
 from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, Mailbox, parse_mailbox
+from batchmail.load.schema import schema_problems
+from batchmail.load.settings import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_PORTS,
+    AttachmentSpec,
+    DkimSettings,
+    InlineRecipient,
+    Job,
+    OAuth2Settings,
+    RateSettings,
+    SmtpSettings,
+    TemplateRef,
+    UnsubscribeSettings,
+)
 from batchmail.load.yaml_file import Located, dotted_path, load_yaml
 from batchmail.load.yaml_file import Path as DocPath
 
-if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator, ValidationError
-
-DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-DEFAULT_MAX_MESSAGE_BYTES = 25_000_000
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_TEMPLATED = re.compile(r"\{\{|\{%")
-
-
-@cache
-def schema_text() -> str:
-    from importlib import resources  # noqa: PLC0415 - see _validator
-
-    return resources.files("batchmail").joinpath("job.schema.json").read_text(encoding="utf-8")
-
-
-@cache
-def _validator() -> Draft202012Validator:
-    # jsonschema takes a tenth of a run's start to import: it is loaded where a schema is
-    # checked, which the command line does in a process of its own (see schemacheck.py).
-    from jsonschema import Draft202012Validator  # noqa: PLC0415
-
-    return Draft202012Validator(json.loads(schema_text()))
 
 
 class SchemaVerdict(Protocol):
     def problems(self, text: str, environ: Mapping[str, str]) -> list[Problem] | None:
         """The schema problems of the job file with this text, if known for this environment."""
-
-
-class SmtpSettings(Struct, frozen=True):
-    host: str
-    port: int
-    security: str
-    username_env: str | None = None
-    password_env: str | None = None
-    timeout: float = 30.0
-    ca_file: Path | None = None
-    allow_insecure_auth: bool = False
-    helo: str | None = None
-    auth: str = "password"  # password | xoauth2
-    oauth2: OAuth2Settings | None = None
-
-
-class OAuth2Settings(Struct, frozen=True):
-    """Where the XOAUTH2 bearer token comes from: a ready token, or a refresh grant."""
-
-    access_token_env: str | None = None
-    refresh_token_env: str | None = None
-    client_id_env: str | None = None
-    client_secret_env: str | None = None
-    token_url: str | None = None
-
-
-class DkimSettings(Struct, frozen=True):
-    domain: str
-    selector: str
-    private_key: bytes  # PEM, read once when the job is loaded
-    key_source: str = ""  # the file or variable it came from, for messages
-    headers: tuple[str, ...] | None = None
-    where: str = ""
-
-    def __repr__(self) -> str:  # never show the key, even in a debugger or a traceback
-        return f"DkimSettings(domain={self.domain!r}, selector={self.selector!r}, private_key=***)"
-
-
-class UnsubscribeSettings(Struct, frozen=True):
-    url: str | None = None  # Jinja2 templates
-    mailto: str | None = None
-    one_click: bool = False
-    url_where: str = ""
-    mailto_where: str = ""
-
-
-class RateSettings(Struct, frozen=True):
-    per_second: float | None = None
-    per_minute: float | None = None
-    per_hour: float | None = None
-    per_day: float | None = None
-    batch_size: int | None = None
-    batch_pause: float = 0.0
-    connections: int = 1
-
-    @property
-    def paced(self) -> bool:
-        """Whether a rate or a batch pause holds messages back."""
-        return bool(self.windows() or self.batch_size)
-
-    def windows(self) -> list[tuple[int, float]]:
-        """(messages, seconds) pairs: at most `messages` in any window of `seconds`."""
-        spans = (
-            (self.per_second, 1.0),
-            (self.per_minute, 60.0),
-            (self.per_hour, 3600.0),
-            (self.per_day, 86400.0),
-        )
-        return [_whole_messages(count, span) for count, span in spans if count is not None]
-
-
-def _whole_messages(count: float, span: float) -> tuple[int, float]:
-    """2.5 per second holds as 2 per second; 0.5 per second as 1 per 2 seconds."""
-    return (int(count), span) if count >= 1 else (1, span / count)
-
-
-class AttachmentSpec(Struct, frozen=True):
-    pattern: str
-    where: str  # job file and line, for errors
-    content_type: str | None = None
-    required: bool = True
-
-    @property
-    def templated(self) -> bool:
-        return bool(_TEMPLATED.search(self.pattern))
-
-
-class TemplateRef(Struct, frozen=True):
-    name: str  # path relative to base_dir, as the Jinja2 loader knows it
-    where: str
-
-
-class InlineRecipient(Struct, frozen=True):
-    fields: Mapping[str, Any]
-    where: str
-
-
-class Job(Struct, frozen=True):
-    path: Path
-    name: str
-    base_dir: Path
-    sender: Mailbox
-    subject: str
-    subject_where: str
-    smtp: SmtpSettings
-    reply_to: Mailbox | None = None
-    text: TemplateRef | None = None
-    html: TemplateRef | None = None
-    vars: Mapping[str, Any] = field(default_factory=dict)
-    recipients: tuple[InlineRecipient, ...] = ()
-    recipients_file: Path | None = None
-    recipients_file_where: str = ""
-    attachments: tuple[AttachmentSpec, ...] = ()
-    rate: RateSettings = RateSettings()
-    max_recipients: int | None = None
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    retry_max_attempts: int = 3
-    retry_window: float = 60.0
-    markdown: TemplateRef | None = None
-    inline_images: bool = False
-    dkim: DkimSettings | None = None
-    unsubscribe: UnsubscribeSettings | None = None
 
 
 def display_path(path: Path) -> str:
@@ -251,88 +119,6 @@ class _Interpolator(Struct):
             return ""
 
         return _ENV_REF.sub(replace, value)
-
-
-def schema_problems(doc: Located) -> Iterator[Problem]:
-    """Every schema problem of the document, each with its line."""
-    if not isinstance(doc.data, dict):
-        yield Problem(
-            f"{doc.filename}:1",
-            "a job file is a mapping of keys such as version, from, "
-            "subject, template, recipients and smtp",
-        )
-        return
-    for error in _validator().iter_errors(doc.data):
-        yield from _explain(error, doc)
-
-
-def _explain(error: ValidationError, doc: Located) -> Iterator[Problem]:
-    path: DocPath = tuple(error.absolute_path)
-    if error.validator == "additionalProperties":
-        yield from _unknown_keys(error, doc, path)
-    elif error.validator == "oneOf" and error.context:
-        for sub in _closest_branch(error):
-            yield from _explain(sub, doc)
-    elif error.validator == "enum":
-        choices: list[Any] = list(error.validator_value)  # type: ignore[arg-type]
-        yield Problem(
-            doc.where(path),
-            _with_suggestion(
-                f"{error.instance!r} is not one of {', '.join(map(str, choices))}",
-                error.instance,
-                choices,
-            ),
-            dotted_path(path),
-        )
-    elif error.validator in ("pattern", "not") and _description(error):
-        # A regular expression (or "should not be valid under {...}") tells a user little;
-        # the field's description says what the value must be.
-        yield Problem(
-            doc.where(path),
-            f"{error.instance!r} does not fit: {_description(error)}",
-            dotted_path(path),
-        )
-    else:
-        yield Problem(doc.where(path), error.message, dotted_path(path))
-
-
-def _description(error: ValidationError) -> str:
-    schema = error.schema
-    return str(schema.get("description", "")) if isinstance(schema, Mapping) else ""
-
-
-def _unknown_keys(error: ValidationError, doc: Located, path: DocPath) -> Iterator[Problem]:
-    schema: dict[str, Any] = error.schema  # type: ignore[assignment]
-    known = list(schema.get("properties", {}))
-    instance: dict[str, Any] = error.instance  # type: ignore[assignment]
-    for key in instance:
-        if key in known:
-            continue
-        key_path = (*path, key)
-        if key == "password" and path == ("smtp",):
-            message = (
-                "a literal password is refused: put it in an environment variable and "
-                "give that variable's name as password_env"
-            )
-        else:
-            message = _with_suggestion("unknown key", key, known)
-        yield Problem(doc.where(key_path), message, dotted_path(key_path))
-
-
-def _with_suggestion(message: str, value: object, choices: list[Any]) -> str:
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"{message} (did you mean '{close[0]}'?)" if close else message
-
-
-def _closest_branch(error: ValidationError) -> list[ValidationError]:
-    """Of a oneOf's branches, the errors of the one whose type the value has."""
-    by_branch: dict[int, list[ValidationError]] = {}
-    for sub in error.context or []:
-        by_branch.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
-    for subs in by_branch.values():
-        if not any(s.validator == "type" and not s.relative_path for s in subs):
-            return subs
-    return [error.context[0]] if error.context else []
 
 
 def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:

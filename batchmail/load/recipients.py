@@ -14,7 +14,8 @@ from msgspec import Struct
 
 from batchmail.errors import Problem, invalid
 from batchmail.load.addresses import AddressError, Mailbox, has_line_break, mailbox
-from batchmail.load.job import Job, display_path
+from batchmail.load.job import display_path
+from batchmail.load.settings import Job
 from batchmail.load.yaml_file import load_yaml
 from batchmail.state.journal import CACHE_SIZE
 

@@ -14,7 +14,7 @@ from batchmail.errors import StateError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-from batchmail.load.job import Job
+from batchmail.load.settings import Job
 from batchmail.state.states import DELIVERED, TRIED, DeliveryState, RunStatus
 
 _COUNTED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.DEFERRED, DeliveryState.UNKNOWN)

@@ -16,8 +16,9 @@ from msgspec import Struct, field, structs
 from batchmail.build.compose import Composer, Validation
 from batchmail.build.mime import date_header
 from batchmail.errors import ConnectFailure, invalid
-from batchmail.load.job import Job, display_path
+from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient
+from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
 from batchmail.state.journal import Journal

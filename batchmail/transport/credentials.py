@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from msgspec import Struct
 
 from batchmail.errors import invalid
-from batchmail.load.job import SmtpSettings
+from batchmail.load.settings import SmtpSettings
 
 
 class Credentials(Struct, frozen=True):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 from batchmail.errors import ConnectFailure, invalid
-from batchmail.load.job import OAuth2Settings, SmtpSettings
+from batchmail.load.settings import OAuth2Settings, SmtpSettings
 from batchmail.transport.credentials import Credentials, credentials_from_env
 
 if TYPE_CHECKING:

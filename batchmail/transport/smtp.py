@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from batchmail.errors import ConnectFailure
-from batchmail.load.job import SmtpSettings
+from batchmail.load.settings import SmtpSettings
 
 # Re-exported: the MCP server imports them from here until it sends through the api.
 from batchmail.transport.contract import Envelope as Envelope  # noqa: PLC0414
