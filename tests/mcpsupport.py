@@ -15,7 +15,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, TextContent
 from smtpserver import SmtpServer, SmtpServerFactory
-from support import PASSWORD, make_job
+from support import PASSWORD, REPO, make_job
 
 SERVER = ["-m", "batchmail", "mcp"]  # `batchmail mcp`, run by this interpreter
 SENDER = "Agent Bot <agent@example.org>"
@@ -70,6 +70,8 @@ class Setup:
 
 @asynccontextmanager
 async def connect(env: dict[str, str], cwd: Path) -> AsyncIterator[Mcp]:
+    # The server runs this checkout's package, not whichever one the interpreter would find.
+    env = {"PYTHONPATH": str(REPO), **env}
     params = StdioServerParameters(command=sys.executable, args=SERVER, env=env, cwd=cwd)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
