@@ -5,7 +5,6 @@ current inputs, only when every recipient is in the allowlist and the messages f
 cap; files must be inside the root; secret values never appear in a result or in a message.
 """
 
-import email.utils
 import glob
 import hashlib
 import hmac
@@ -326,7 +325,7 @@ class BatchmailTools:
         return {
             "job": checked.job.name,
             "path": self._shown(checked.path),
-            "from": _format(checked.job.sender),
+            "from": checked.job.sender.shown,
             "messages": count,
             "warnings": checked.warnings[:MAX_LISTED],  # a copy: a later pass may add more
             "not_allowed": refused[:MAX_LISTED],
@@ -452,8 +451,8 @@ class BatchmailTools:
             )
         return {
             **details,
-            "from": _format(config.sender),
-            "to": _format(recipient),
+            "from": config.sender.shown,
+            "to": recipient.shown,
             "subject": subject,
             "message_id": message_id,
             "attachments": [_part_view(p) for p in parts],
@@ -531,10 +530,6 @@ def _read_report(path: Path) -> dict[str, Any]:
     return data
 
 
-def _format(box: Mailbox) -> str:
-    return email.utils.formataddr((box.name, box.address)) if box.name else box.address
-
-
 def _clip(text: str | None) -> str | None:
     if text is None or len(text) <= MAX_BODY_CHARS:
         return text
@@ -548,7 +543,7 @@ def _part_view(part: Part) -> dict[str, Any]:
 def _message_view(message: Message) -> dict[str, Any]:
     content = message.content
     return {
-        "to": _format(content.to),
+        "to": content.to.shown,
         "subject": content.subject,
         "text": _clip(content.text),
         "html": _clip(content.html),
