@@ -15,7 +15,7 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from batchmail.load.addresses import Mailbox
+from batchmail.load.addresses import AddressError, Mailbox, mailbox
 
 ENV_ALLOW = "BATCHMAIL_MCP_ALLOW"
 ENV_MAX_MESSAGES = "BATCHMAIL_MCP_MAX_MESSAGES"
@@ -34,7 +34,8 @@ class PolicyError(Exception):
 
 
 class Allowlist(Struct, frozen=True):
-    """Addresses and `@domain`s that may be mailed, compared case-insensitively.
+    """Addresses and `@domain`s that may be mailed, compared case-insensitively, an IDN domain
+    in either form (entries and mailboxes are compared by `Mailbox.key` and `domain_key`).
 
     `@example.com` covers addresses at exactly that domain, not its subdomains. Empty: nobody.
     """
@@ -51,9 +52,9 @@ class Allowlist(Struct, frozen=True):
             if not entry:
                 continue
             if entry.startswith("@") and len(entry) > 1 and "@" not in entry[1:]:
-                domains.add(entry[1:])
+                domains.add(_entry(raw, f"postmaster{entry}").domain_key)
             elif "@" in entry.strip("@"):
-                addresses.add(entry)
+                addresses.add(_entry(raw, entry).key)
             else:
                 raise PolicyError(
                     f"{ENV_ALLOW}: {raw.strip()!r} is neither an address nor an @domain"
@@ -61,10 +62,7 @@ class Allowlist(Struct, frozen=True):
         return cls(frozenset(addresses), frozenset(domains))
 
     def allows(self, box: Mailbox) -> bool:
-        forms = {box.address.lower(), (box.ascii_address or box.address).lower()}
-        return any(
-            form in self.addresses or form.rpartition("@")[2] in self.domains for form in forms
-        )
+        return box.domain_key in self.domains or box.key.lower() in self.addresses
 
     def refused(self, boxes: Iterable[Mailbox]) -> list[str]:
         """The addresses among `boxes` that may not be mailed, in order."""
@@ -73,6 +71,13 @@ class Allowlist(Struct, frozen=True):
     def describe(self) -> str:
         entries = sorted(self.addresses) + sorted(f"@{d}" for d in self.domains)
         return ", ".join(entries) if entries else "nobody"
+
+
+def _entry(raw: str, address: str) -> Mailbox:
+    try:
+        return mailbox(address)
+    except AddressError as exc:
+        raise PolicyError(f"{ENV_ALLOW}: {raw.strip()!r}: {exc}") from None
 
 
 class Quota:
