@@ -426,8 +426,10 @@ class BatchmailTools:
         config = smtp_config(self.environ)
         parts = [self._attachment(given) for given in attachments or []]
         data, message_id = _build(config.sender, Content(recipient, subject, body, html, parts))
-        rcpt = recipient.ascii_address if recipient.ascii_address.isascii() else recipient.address
-        route = Route(0, config.sender.ascii_address, rcpt, recipient.smtputf8)
+        sender = config.sender
+        # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
+        smtputf8 = recipient.smtputf8 or sender.smtputf8
+        route = Route(0, sender.envelope_address, recipient.envelope_address, smtputf8)
         envelope = Envelope(route, data)
         self.policy.quota.reserve(1)
         transport = SmtpTransport(config.settings, config.credentials)
@@ -443,6 +445,13 @@ class BatchmailTools:
             "smtp_code": outcome.code,
             "smtp_response": outcome.response,
         }
+        if outcome.state != "sent" and outcome.code is None and smtputf8:
+            needing = [box.address for box in (sender, recipient) if box.smtputf8]
+            raise ToolFailure(
+                f"the SMTP server does not offer SMTPUTF8 (RFC 6531), which the non-ASCII "
+                f"address {' and '.join(needing)} needs; nothing was sent",
+                details,
+            )
         if outcome.state != "sent":
             raise ToolFailure(
                 f"the SMTP server did not accept the message ({outcome.state}): "
