@@ -18,15 +18,21 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
-from msgspec import Struct
+from msgspec import Struct, field
 
-from batchmail.build.compose import ShardValidation
+from batchmail.build.compose import Composer, ShardValidation, validate_shard
 from batchmail.errors import EXIT_SOFTWARE, BatchmailError, InvalidJobError, Problem
+from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
+from batchmail.send.runner import Runner
+from batchmail.state.journal import Journal
 from batchmail.state.records import Run
+from batchmail.transport.credentials import Credentials
 
 _PR_SET_PDEATHSIG = 1
 # When halts differ between processes, the one reported is the most severe.
@@ -65,6 +71,53 @@ class ShardError(BatchmailError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def sending_processes(job: Job) -> int:
+    """One process per core, up to one per connection, when nothing paces the job: a rate limit
+    must hold across all sessions, which one process's send loop holds exactly."""
+    if job.rate.paced:
+        return 1
+    return max(1, min(job.rate.connections, os.cpu_count() or 1))
+
+
+class ShardWork(Struct):
+    """What a forked process does with its share of the recipients: validate it, then, when
+    the parent says so, send it. Created in the parent; each process runs its own copy."""
+
+    composer: Composer
+    journal_file: Path
+    runner: Callable[[Journal, Shard, int], Runner]  # for a journal, a share, its sessions
+    processes: int
+    credentials: Credentials | None
+    on_share_sent: Callable[[], None]
+    # The processes' turns at writing the journal.
+    write_lock: AbstractContextManager[Any] = field(
+        default_factory=lambda: multiprocessing.get_context("fork").Lock()
+    )
+    journal: Journal | None = None
+
+    def validate(self, shard: Shard) -> ShardValidation:
+        # An SQLite connection of its own: one must never cross a fork.
+        job = self.composer.job
+        self.journal = Journal(self.journal_file, job.name, write_lock=self.write_lock)
+        with self.journal.staging() as stage:
+            return validate_shard(self.composer, stage, shard)
+
+    def send(self, shard: Shard, go: Go) -> tuple[Halt | None, int]:
+        assert self.journal is not None
+        if self.credentials is not None:
+            self.credentials.adopt(go.credentials)
+        sessions = -(-self.composer.job.rate.connections // self.processes)
+        runner = self.runner(self.journal, shard, sessions)
+        try:
+            halt = runner.run(go.run)
+        finally:
+            self.on_share_sent()
+        if halt is None or halt.error is None:  # after an error, the parent or the next run
+            # Here, while other processes may still send, rather than in the parent afterwards.
+            self.journal.fold_own_log()
+        return halt, runner.sent_now
 
 
 class ShardProcesses:

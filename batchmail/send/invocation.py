@@ -1,0 +1,151 @@
+"""One invocation of a job after loading: its journal under the job's lock, the validation pass
+(here or in the sending processes), the send, and the records folded into the journal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from batchmail.build.compose import Composer, Validation, merge, validate
+from batchmail.errors import StateError
+from batchmail.load.settings import Job
+from batchmail.send.halt import Halt, HaltReason
+from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
+from batchmail.send.processes import Go, ShardProcesses, ShardWork
+from batchmail.send.runner import Event, Runner
+from batchmail.state.job_lock import job_lock
+from batchmail.state.journal import Journal, journal_path
+from batchmail.state.records import Run
+from batchmail.transport.contract import Transport
+from batchmail.transport.credentials import Credentials
+
+
+@contextmanager
+def open_journal(state_dir: Path, job: str) -> Iterator[Journal]:
+    """The job's journal, under its lock, with what a killed run recorded last folded in."""
+    with job_lock(state_dir, job):
+        journal = Journal(journal_path(state_dir), job)
+        try:
+            journal.fold_logs()
+            journal.clear_staging()
+            yield journal
+        finally:
+            journal.close()
+
+
+class Invocation:
+    """Validates a job and sends what its run still needs, from this process or several."""
+
+    def __init__(
+        self,
+        composer: Composer,
+        journal: Journal,
+        transports: Callable[[], Transport],
+        credentials: Credentials | None,
+        *,
+        processes: int,
+        stop: threading.Event,
+        on_event: Callable[[Event], None],
+        on_share_sent: Callable[[], None],
+        skip_unknown: bool,
+    ):
+        self.job: Job = composer.job
+        self.composer = composer
+        self.journal = journal
+        self.transports = transports
+        self.credentials = credentials
+        self.processes = processes
+        self.stop = stop
+        self.on_event = on_event
+        self.on_share_sent = on_share_sent
+        self.skip_unknown = skip_unknown
+        self._stack = ExitStack()
+        self._team: ShardProcesses | None = None
+
+    def __enter__(self) -> Invocation:
+        if self.processes > 1:
+            work = ShardWork(
+                self.composer,
+                self.journal.path,
+                self.runner,
+                self.processes,
+                self.credentials,
+                self.on_share_sent,
+            )
+            with self.journal.closed_for_fork():
+                team = ShardProcesses(self.processes, work.validate, work.send)
+            self._team = self._stack.enter_context(team)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def validate(self) -> Validation:
+        """The validation pass, here or in the forked processes (each its share)."""
+        if self._team is None:
+            with self.journal.staging() as stage:
+                return validate(self.composer, stage)
+        shards = self._team.validations()
+        self.composer.source.adopt(shards[0].repeated_rows)  # for the CI outputs' second pass
+        return merge(self.composer, shards)
+
+    def send(self, run: Run) -> tuple[Halt | None, int]:
+        """Send what `run` still needs; the halt, if any, and how many messages went."""
+        if self._team is None:
+            runner = self.runner(self.journal)
+            halt, sent_now = runner.run(run), runner.sent_now
+        else:
+            shared = self.credentials.shared() if self.credentials is not None else None
+            halt, sent_now = self._team.send(Go(run, shared), self.stop)
+        self._fold_records(halt)
+        if halt is not None and halt.reason in (HaltReason.QUOTA, HaltReason.CONNECTION):
+            self.journal.defer_pending(run, halt.message)
+        return halt, sent_now
+
+    def _fold_records(self, halt: Halt | None) -> None:
+        """Fold the send loop's records into the journal. When sending stopped on an error (a
+        full disk, say), folding may fail the same way: the first error is the one reported, and
+        the records wait in their logs for the next run."""
+        try:
+            self.journal.fold_logs()
+        except StateError:
+            if halt is not None and halt.error is not None:
+                raise halt.error from None
+            raise
+
+    def runner(
+        self, journal: Journal, shard: tuple[int, int] = (0, 1), connections: int = 0
+    ) -> Runner:
+        job = self.job
+        limiter = RateLimiter(
+            job.rate.windows(),
+            clock=time.time,
+            sleep=self.stop.wait,
+            batch_size=job.rate.batch_size,
+            batch_pause=job.rate.batch_pause,
+            history=_quota_history(journal, job),
+        )
+        return Runner(
+            job,
+            self.composer,
+            journal,
+            self.transports,
+            limiter,
+            time.time,
+            self.stop,
+            on_event=self.on_event,
+            skip_unknown=self.skip_unknown,
+            shard=shard,
+            connections=connections,
+        )
+
+
+def _quota_history(journal: Journal, job: Job) -> list[float]:
+    quotas = [(limit, span) for limit, span in job.rate.windows() if span >= QUOTA_SPAN]
+    if not quotas:
+        return []
+    longest = max(span for _, span in quotas)
+    return journal.sent_times(time.time() - longest, max(limit for limit, _ in quotas))
