@@ -97,24 +97,15 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
     job = load_job(path, options.environ, options.schema_verdict)
     composer = Composer(job, options.warn, keep_bytes=KEPT_BYTES)
     with ExitStack() as stack:
-        out: Path | None = None
-        credentials: Credentials | None = None
-        if options.dry_run:
-            out = options.out or job.path.parent / "preview"
-            state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchmail-")))
-            report = options.report or out / "report.json"
-            transports: Callable[[], Transport] = lambda: FolderTransport(out)  # noqa: E731
-        else:
-            credentials = credentials_for(job.smtp, options.environ)
-            state_dir = default_state_dir(job, options)
-            report = options.report or default_report_path(job, options)
-            transports = lambda: SmtpTransport(job.smtp, credentials)  # noqa: E731
-        journal = stack.enter_context(open_journal(state_dir, job.name))
+        target = (
+            _preview_target(job, options, stack) if options.dry_run else _smtp_target(job, options)
+        )
+        journal = stack.enter_context(open_journal(target.state_dir, job.name))
         invocation = Invocation(
             composer,
             journal,
-            transports,
-            credentials,
+            target.transports,
+            target.credentials,
             processes=options.processes or sending_processes(job),
             stop=options.stop,
             on_event=options.on_event,
@@ -127,8 +118,8 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             composer,
             options.dry_run,
             started,
-            report,
-            out,
+            target.report,
+            target.out,
             options.junit,
             options.failed_csv,
             options.step_summary,
@@ -146,8 +137,8 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         except InvalidJobError:
             journal.clear_staging()
             raise
-        if credentials is not None:
-            credentials.prepare()  # after validation: an invalid job contacts nothing
+        if target.credentials is not None:
+            target.credentials.prepare()  # after validation: an invalid job contacts nothing
         options.on_start(
             run.total - journal.summary(run).get(DeliveryState.SKIPPED, 0), job, run.run_id
         )
@@ -163,8 +154,36 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         if connect_failed and halt is not None:
             raise ConnectFailure(f"{halt.message}; nothing was sent")
         code = exit_code(halt, summary)
-        return RunResult(job.name, run.run_id, status, code, summary, report, message, out)
+        return RunResult(
+            job.name, run.run_id, status, code, summary, target.report, message, target.out
+        )
     raise AssertionError("unreachable")
+
+
+class _Target(Struct, frozen=True):
+    """Where a run's messages, journal and report go."""
+
+    transports: Callable[[], Transport]
+    state_dir: Path
+    report: Path
+    out: Path | None = None  # a dry run's previews
+    credentials: Credentials | None = None
+
+
+def _preview_target(job: Job, options: RunOptions, stack: ExitStack) -> _Target:
+    """A dry run: previews into a folder, with a journal of its own that is gone afterwards."""
+    out = options.out or job.path.parent / "preview"
+    state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchmail-")))
+    report = options.report or out / "report.json"
+    return _Target(lambda: FolderTransport(out), state_dir, report, out)
+
+
+def _smtp_target(job: Job, options: RunOptions) -> _Target:
+    credentials = credentials_for(job.smtp, options.environ)
+    state_dir = default_state_dir(job, options)
+    report = options.report or default_report_path(job, options)
+    transports = lambda: SmtpTransport(job.smtp, credentials)  # noqa: E731
+    return _Target(transports, state_dir, report, credentials=credentials)
 
 
 def check_digest(job: Job, validation: Validation, expected: str | None) -> None:
