@@ -13,7 +13,7 @@ from batchmail.outputs.report import ReportHead, full_summary, recipient_entry, 
 from batchmail.state.journal import Journal
 from batchmail.state.records import Run, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState, RunStatus
-from batchmail.transport.folder import preview_name
+from batchmail.transport.folder import eml_name
 
 
 class RunOutputs(Struct):
@@ -58,7 +58,7 @@ class RunOutputs(Struct):
         assert self.out is not None
         for delivery in journal.deliveries(run):
             if delivery.state == DeliveryState.PREVIEWED:
-                yield self.out / preview_name(delivery.seq, delivery.email)
+                yield self.out / eml_name(delivery.seq, delivery.email)
 
     def _write_ci_outputs(
         self, journal: Journal, run: Run, status: RunStatus, summary: dict[str, int]
