@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import unicodedata
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
 from support import cli, make_job, parse, report_of
+
+from batchmail.cli import main
+from batchmail.load.addresses import AddressError, Mailbox, mailbox
+from batchmail.transport.contract import Envelope, Route
+from batchmail.transport.folder import FolderTransport, eml_name
 
 
 def dry_run_of(folder: Path, capsys: pytest.CaptureFixture[str], *people: dict[str, str]) -> Path:
@@ -30,3 +40,79 @@ def test_a_dry_run_finds_the_eml_of_a_recipient_at_an_idn_domain(
     report = report_of(out / "report.json")
     assert report["status"] == "completed"
     assert [r["status"] for r in report["recipients"]] == ["previewed"]
+
+
+# Addresses as people write them: local parts and domain labels of letters and digits of any
+# script, with the punctuation an address allows; `addresses` keeps those `mailbox()` accepts.
+_ATEXT = "!#$%&'*+-/=?^_`{|}~."
+_LOCAL = st.text(st.characters(categories=["L", "N"]) | st.sampled_from(_ATEXT), max_size=70)
+_LABEL = st.text(st.characters(categories=["Ll", "Lo", "Nd"]), min_size=1, max_size=25)
+_DOMAIN = st.builds(
+    lambda labels, top: ".".join([*labels, top]),
+    st.lists(_LABEL, min_size=1, max_size=3),
+    st.sampled_from(["example", "org", "рф", "中国"]),
+)
+
+
+@st.composite
+def addresses(draw: st.DrawFn) -> Mailbox:
+    address = f"{draw(_LOCAL)}@{draw(_DOMAIN)}"
+    try:
+        return mailbox(address)
+    except AddressError:
+        reject()
+
+
+def is_one_safe_component(name: str) -> bool:
+    return (
+        name not in ("", ".", "..")
+        and not any(c in "/\\" or unicodedata.category(c).startswith("C") for c in name)
+        and len(name.encode()) <= 255
+        and Path(name).name == name
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(addresses(), st.integers(1, 10**7))
+def test_an_eml_name_is_one_safe_path_component_from_any_form_of_the_address(
+    box: Mailbox, seq: int
+) -> None:
+    name = eml_name(seq, box.address)
+
+    assert is_one_safe_component(name)
+    assert name.startswith(f"{seq:06d}-")
+    assert name.endswith(".eml")
+    assert eml_name(seq, box.envelope_address) == name  # the folder transport's form
+    assert eml_name(seq, box.unicode_address) == name
+
+
+@settings(max_examples=200, deadline=None)
+@given(addresses())
+def test_the_folder_transport_writes_the_eml_under_its_name(box: Mailbox) -> None:
+    route = Route(7, "reports@example.com", box.envelope_address, box.smtputf8)
+    with tempfile.TemporaryDirectory() as folder:
+        transport = FolderTransport(Path(folder))
+        outcome = transport.send(Envelope(route, b"Subject: hi\r\n\r\nhello\r\n"))
+        transport.close()
+
+        assert outcome.response == eml_name(7, box.address)
+        assert (Path(folder) / eml_name(7, box.address)).read_bytes().endswith(b"hello\r\n")
+        assert os.listdir(folder) == [outcome.response]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(addresses())
+def test_a_dry_run_writes_and_finds_the_eml_of_any_address(box: Mailbox) -> None:
+    """Without a display name: a name beside a non-ASCII local part is another matter."""
+    with tempfile.TemporaryDirectory() as folder:
+        job = make_job(
+            Path(folder), subject="Report", recipients=[{"email": box.address, "team": "core"}]
+        )
+        for template in ("body.txt.j2", "body.html.j2"):  # without the display name
+            (Path(folder) / "templates" / template).write_text("Hello {{ team }}")
+        out = Path(folder) / "out"
+        assert main(["run", str(job), "--dry-run", "--out", str(out)]) == 0
+
+        [eml] = out.glob("*.eml")
+        assert eml.name == eml_name(1, box.address)
+        assert f'href="{quote(eml.name)}"' in (out / "index.html").read_text(encoding="utf-8")
