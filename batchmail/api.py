@@ -56,6 +56,8 @@ class RunOptions(Struct):
     processes: int | None = None  # sending processes; None: one per core when nothing paces
     expected_digest: str | None = None  # refuse unless the inputs are exactly these
     schema_verdict: SchemaVerdict | None = None  # the job file's schema, checked beforehand
+    # Instead of the job's SMTP server, and in this process: `lambda: MemoryTransport(outbox)`.
+    transports: Callable[[], Transport] | None = None
 
 
 class RunResult(Struct, frozen=True):
@@ -108,7 +110,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             journal,
             target.transports,
             target.credentials,
-            processes=options.processes or sending_processes(job),
+            processes=1 if options.transports else options.processes or sending_processes(job),
             stop=options.stop,
             on_event=options.on_event,
             on_share_sent=options.on_share_sent,
@@ -181,9 +183,11 @@ def _preview_target(job: Job, options: RunOptions, stack: ExitStack) -> _Target:
 
 
 def _smtp_target(job: Job, options: RunOptions) -> _Target:
-    credentials = credentials_for(job.smtp, options.environ)
     state_dir = default_state_dir(job, options)
     report = options.report or default_report_path(job, options)
+    if options.transports is not None:
+        return _Target(options.transports, state_dir, report)
+    credentials = credentials_for(job.smtp, options.environ)
     transports = lambda: SmtpTransport(job.smtp, credentials)  # noqa: E731
     return _Target(transports, state_dir, report, credentials=credentials)
 
