@@ -37,7 +37,7 @@ class Attachments:
         return parts
 
     def _shared(self, spec: AttachmentSpec) -> list[Part]:
-        matches = sorted(self._glob(spec.pattern))
+        matches = sorted(self.matching(spec.pattern))
         if not matches and spec.required:
             raise invalid(
                 spec.where,
@@ -71,7 +71,8 @@ class Attachments:
             )
         return []
 
-    def _glob(self, pattern: str) -> Iterator[Path]:
+    def matching(self, pattern: str) -> Iterator[Path]:
+        """The files a shared glob matches; public for callers that check where they lie."""
         full = pattern if Path(pattern).is_absolute() else str(self.base / pattern)
         for match in glob.iglob(full, recursive=True):
             path = Path(match)
