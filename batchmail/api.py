@@ -16,14 +16,22 @@ from batchmail.build.compose import KEPT_BYTES, Composer, Validation, validate
 from batchmail.errors import ConnectFailure, InvalidJobError, invalid
 from batchmail.load.job import SchemaVerdict, display_path, load_job
 from batchmail.load.recipients import Warn
-from batchmail.load.settings import Job, RateSettings
+from batchmail.load.settings import Job, RateSettings, SmtpSettings
 from batchmail.outputs.report import full_summary
 from batchmail.outputs.run_outputs import RunOutputs
 from batchmail.send.halt import HaltReason
 from batchmail.send.invocation import Invocation, open_journal
+from batchmail.send.job_preview import JobPreview as JobPreview  # noqa: PLC0414 - the face's types
+from batchmail.send.job_preview import Screen, preview_job
+from batchmail.send.job_preview import ShownMessage as ShownMessage  # noqa: PLC0414 - the face's types
 from batchmail.send.processes import sending_processes
 from batchmail.send.run_status import exit_code, run_status
 from batchmail.send.runner import Event, choose_run
+from batchmail.send.single import Attached as Attached  # noqa: PLC0414 - the face's types
+from batchmail.send.single import FileToAttach as FileToAttach  # noqa: PLC0414 - the face's types
+from batchmail.send.single import OneMessage as OneMessage  # noqa: PLC0414 - the face's types
+from batchmail.send.single import SentOne as SentOne  # noqa: PLC0414 - the face's types
+from batchmail.send.single import send_one as send_single
 from batchmail.state.states import DeliveryState, RunStatus
 from batchmail.transport.contract import Transport
 from batchmail.transport.credentials import Credentials
@@ -208,3 +216,14 @@ def default_report_path(job: Job, options: RunOptions) -> Path:
 def default_state_dir(job: Job, options: RunOptions) -> Path:
     chosen = options.state_dir or options.environ.get("BATCHMAIL_STATE_DIR")
     return Path(chosen) if chosen else job.path.parent / ".batchmail"
+
+
+def preview(job: Job, limit: int = 3, screen: Screen | None = None) -> JobPreview:
+    """Validate a loaded job and show its first `limit` messages as people read them; send
+    nothing. `screen` refuses any message holding what it finds (a secret, say)."""
+    return preview_job(job, limit, screen)
+
+
+def send_one(message: OneMessage, smtp: SmtpSettings, environ: Mapping[str, str]) -> SentOne:
+    """One message outside any job, built and sent as a job's messages are."""
+    return send_single(message, smtp, environ)

@@ -11,11 +11,12 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from msgspec import Struct, field
 
 from batchmail.load.addresses import AddressError, Mailbox, mailbox
+from batchmail.load.recipients import Recipient
 
 ENV_ALLOW = "BATCHMAIL_MCP_ALLOW"
 ENV_MAX_MESSAGES = "BATCHMAIL_MCP_MAX_MESSAGES"
@@ -108,6 +109,30 @@ class Quota:
         """Give back messages reserved but not sent."""
         with self._lock:
             self._used = max(0, self._used - max(0, count))
+
+
+class Delivered(Protocol):
+    """A run's event, as the guard sees it."""
+
+    @property
+    def recipient(self) -> Recipient: ...
+
+
+class RunGuard(Struct):
+    """Watches a run's deliveries; stops it if it strays beyond what was checked beforehand
+    (inputs changed between the server's check and the run's own validation)."""
+
+    allow: Allowlist
+    budget: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    seen: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_event(self, event: Delivered) -> None:
+        with self.lock:
+            self.seen.add(event.recipient.seq)
+            if len(self.seen) > self.budget or not self.allow.allows(event.recipient.mailbox):
+                self.stop.set()
 
 
 class Root(Struct, frozen=True):

@@ -1,0 +1,250 @@
+"""What the MCP tools do, apart from the protocol: every gate is checked here, and every message
+is built and sent by the library (`batchmail.api`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from batchmail import api
+from batchmail.agents.policy import ENV_SMTP_PASSWORD, Policy, RunGuard
+from batchmail.agents.results import EXIT_MEANINGS, Results, ToolFailure, clip, read_report
+from batchmail.agents.settings import smtp_config
+from batchmail.errors import ConnectFailure, InvalidJobError
+from batchmail.load.addresses import AddressError, Mailbox, has_line_break, parse_mailbox
+from batchmail.load.job import load_job
+from batchmail.load.settings import Job
+
+MAX_LISTED = 20  # addresses listed in a refusal
+
+
+class BatchmailTools:
+    """The tools' actions; each returns the result's data or raises a one-line refusal."""
+
+    def __init__(self, environ: Mapping[str, str], policy: Policy, key: bytes | None = None):
+        self.environ = dict(environ)
+        self.policy = policy
+        self.results = Results(policy)
+        self.key = key or secrets.token_bytes(32)  # per process: tokens die with the server
+        # Jobs bring their own SMTP settings: send_email's password is not theirs to use.
+        self.job_environ = {k: v for k, v in environ.items() if k != ENV_SMTP_PASSWORD}
+
+    # -- validate_job / preview_job ------------------------------------------------------------
+
+    def validate(self, path: str) -> dict[str, Any]:
+        return {"valid": True, **self._summary(self._check(path, 0))}
+
+    def preview(self, path: str, limit: int) -> dict[str, Any]:
+        preview = self._check(path, limit)
+        return {
+            **self._summary(preview),
+            "previews": [_message_view(shown) for shown in preview.messages],
+            "token": self._token(preview),
+        }
+
+    def _check(self, path: str, limit: int) -> api.JobPreview:
+        job_path = self.policy.root.resolve(path, "job file")
+        if not job_path.is_file():
+            raise ToolFailure(f"no job file at {path!r}")
+        job = load_job(job_path, self.job_environ)
+        for name in _secret_names(job):
+            self.policy.redactor.add(self.job_environ.get(name))
+        self._check_job_files(job)
+        preview = api.preview(job, limit, self.policy.redactor.found_in)
+        for match in preview.attachment_files:
+            self.policy.root.check(match, "attachment")
+        return preview
+
+    def _check_job_files(self, job: Job) -> None:
+        """Before anything is read: the job's own files are inside the root."""
+        root = self.policy.root
+        root.check(job.base_dir, "base_dir")
+        if job.recipients_file is not None:
+            root.check(job.recipients_file, "recipients_file")
+        for ref in (job.text, job.html, job.markdown):
+            if ref is not None:
+                root.check(job.base_dir / ref.name, "template")
+
+    def _summary(self, preview: api.JobPreview) -> dict[str, Any]:
+        refused = self.policy.allow.refused(preview.mailboxes)
+        count = preview.count
+        remaining = self.policy.quota.remaining
+        blocked = []
+        if refused:
+            blocked.append(f"{len(refused)} recipients are not in the allowlist")
+        if count > remaining:
+            blocked.append(f"{count} messages, but this server may send only {remaining} more")
+        return {
+            "job": preview.job.name,
+            "path": self.results.shown(preview.job.path),
+            "from": preview.job.sender.shown,
+            "messages": count,
+            "warnings": preview.warnings[:MAX_LISTED],
+            "not_allowed": refused[:MAX_LISTED],
+            "not_allowed_count": len(refused),
+            "remaining_messages": remaining,
+            "can_run": not blocked,
+            "blocked_by": blocked,
+        }
+
+    def _token(self, preview: api.JobPreview) -> str:
+        bound = f"{preview.job.path}\0{preview.digest}".encode()
+        return hmac.new(self.key, bound, hashlib.sha256).hexdigest()
+
+    # -- run_job ---------------------------------------------------------------------------------
+
+    def run(self, path: str, token: str | None) -> dict[str, Any]:
+        preview = self._check(path, 0)
+        if not token:
+            raise ToolFailure(
+                "run_job needs the token that preview_job returned for this job: preview it first"
+            )
+        if not hmac.compare_digest(token.encode(), self._token(preview).encode()):
+            raise ToolFailure(
+                "the token does not match this job as it is now: its inputs changed since "
+                "preview_job (or the token is for another job or an earlier server); "
+                "preview it again; nothing was sent"
+            )
+        self._check_allowed(preview.mailboxes)
+        count = preview.count
+        self.policy.quota.reserve(count)
+        guard = RunGuard(self.policy.allow, count)
+        # One process: a tool runs in a worker thread, where forking is unsafe, and the guard
+        # sees every event. The digest: send exactly what was previewed, nothing changed since.
+        options = api.RunOptions(
+            environ=self.job_environ,
+            stop=guard.stop,
+            on_event=guard.on_event,
+            processes=1,
+            expected_digest=preview.digest,
+        )
+        charged = count  # unless the run says otherwise, every message may have left
+        try:
+            result = api.run_job(preview.job.path, options)
+            charged = _charged(result.summary, count)
+        except (ConnectFailure, InvalidJobError):
+            charged = 0  # raised before anything was sent
+            raise
+        finally:
+            self.policy.quota.release(count - charged)
+        return self._run_view(result)
+
+    def _check_allowed(self, boxes: list[Mailbox]) -> None:
+        refused = self.policy.allow.refused(boxes)
+        if refused:
+            listed = ", ".join(refused[:MAX_LISTED])
+            more = f" and {len(refused) - MAX_LISTED} more" if len(refused) > MAX_LISTED else ""
+            raise ToolFailure(
+                f"not in the allowlist (BATCHMAIL_MCP_ALLOW): {listed}{more}; nothing was sent",
+                {"not_allowed": refused[:MAX_LISTED], "not_allowed_count": len(refused)},
+            )
+
+    def _run_view(self, result: api.RunResult) -> dict[str, Any]:
+        return {
+            "job": result.job,
+            "run_id": result.run_id,
+            "status": result.status,
+            "exit_code": result.exit_code,
+            "meaning": EXIT_MEANINGS.get(result.exit_code, ""),
+            "summary": result.summary,
+            "message": result.message,
+            "report": self.results.shown(result.report),
+            "remaining_messages": self.policy.quota.remaining,
+        }
+
+    # -- send_email ------------------------------------------------------------------------------
+
+    def send_email(
+        self, to: str, subject: str, body: str, html: str | None, attachments: list[str] | None
+    ) -> dict[str, Any]:
+        for name, value in (("to", to), ("subject", subject)):
+            if has_line_break(value):
+                raise ToolFailure(f"the {name} contains a line break (CR/LF); refused")
+        try:
+            recipient = parse_mailbox(to)
+        except AddressError as exc:
+            raise ToolFailure(f"to: {exc}") from None
+        self._check_allowed([recipient])
+        config = smtp_config(self.environ)
+        files = tuple(self._attachment(given) for given in attachments or [])
+        message = api.OneMessage(config.sender, recipient, subject, body, html, files)
+        self.policy.quota.reserve(1)
+        try:
+            sent = api.send_one(message, config.settings, self.environ)
+        except (ConnectFailure, InvalidJobError):
+            self.policy.quota.release(1)  # no session, or no message: nothing was sent
+            raise
+        details = {"status": sent.state, "smtp_code": sent.code, "smtp_response": sent.response}
+        if sent.state != "sent":
+            raise ToolFailure(
+                f"the SMTP server did not accept the message ({sent.state}): "
+                f"{sent.code or ''} {sent.response}",
+                details,
+            )
+        return {
+            **details,
+            "from": config.sender.shown,
+            "to": recipient.shown,
+            "subject": subject,
+            "message_id": sent.message_id,
+            "attachments": [_attached_view(a) for a in sent.attachments],
+            "remaining_messages": self.policy.quota.remaining,
+        }
+
+    def _attachment(self, given: str) -> api.FileToAttach:
+        path = self.policy.root.resolve(given, "attachment")
+        if not path.is_file():
+            raise ToolFailure(f"attachment not found: {given!r}")
+        return api.FileToAttach(path, Path(given).name)
+
+    # -- get_report ------------------------------------------------------------------------------
+
+    def report(self, path: str) -> dict[str, Any]:
+        target = self.policy.root.resolve(path, "job or report file")
+        if not target.is_file():
+            raise ToolFailure(f"no file at {path!r}")
+        if target.suffix.lower() == ".json":
+            report = target
+        else:
+            job = load_job(target, self.job_environ)
+            report = api.default_report_path(job, api.RunOptions(environ=self.job_environ))
+            if not report.is_file():
+                raise ToolFailure(
+                    f"job {job.name!r} has no report yet (looked for "
+                    f"{self.results.shown(report)}): run_job writes it"
+                )
+        return {**read_report(report), "report": self.results.shown(report)}
+
+
+def _secret_names(job: Job) -> list[str]:
+    """The environment variables that hold a job's SMTP secrets."""
+    names = [job.smtp.password_env]
+    oauth2 = job.smtp.oauth2
+    if oauth2 is not None:
+        names += [oauth2.access_token_env, oauth2.refresh_token_env, oauth2.client_secret_env]
+    return [name for name in names if name]
+
+
+def _charged(summary: Mapping[str, int], count: int) -> int:
+    """Messages of a run that count against the cap: all but those already delivered before
+    (skipped) and those never tried (pending). A resumed run counts its earlier sends again."""
+    untouched = summary.get("skipped", 0) + summary.get("pending", 0)
+    return max(0, min(count, count - untouched))
+
+
+def _attached_view(attached: api.Attached) -> dict[str, Any]:
+    return {"name": attached.name, "content_type": attached.content_type, "size": attached.size}
+
+
+def _message_view(shown: api.ShownMessage) -> dict[str, Any]:
+    return {
+        "to": shown.to.shown,
+        "subject": shown.subject,
+        "text": clip(shown.text),
+        "html": clip(shown.html),
+        "attachments": [_attached_view(a) for a in shown.attachments],
+    }

@@ -1,0 +1,127 @@
+"""One message outside any job: built by the code that builds a job's messages, and sent over
+the same SMTP transport with credentials read the way a job reads them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from msgspec import Struct
+
+from batchmail.build.mime import (
+    Content,
+    HeaderValueError,
+    MessageBuilder,
+    Part,
+    attachment_part,
+    date_header,
+    detect_type,
+)
+from batchmail.errors import invalid
+from batchmail.load.addresses import Mailbox
+from batchmail.load.settings import DEFAULT_MAX_MESSAGE_BYTES, SmtpSettings
+from batchmail.transport.contract import Envelope, Outcome, Route
+from batchmail.transport.oauth2 import credentials_for
+from batchmail.transport.smtp import SmtpTransport
+
+
+class FileToAttach(Struct, frozen=True):
+    path: Path
+    name: str  # the file name the recipient sees
+
+
+class OneMessage(Struct, frozen=True):
+    sender: Mailbox
+    to: Mailbox
+    subject: str
+    text: str
+    html: str | None = None
+    attachments: tuple[FileToAttach, ...] = ()
+
+
+class Attached(Struct, frozen=True):
+    name: str
+    content_type: str
+    size: int
+
+
+class SentOne(Struct, frozen=True):
+    """What became of the message: `state` as a job's delivery states say it."""
+
+    state: str
+    code: int | None
+    response: str
+    message_id: str
+    attachments: tuple[Attached, ...]
+
+
+def send_one(
+    message: OneMessage,
+    smtp: SmtpSettings,
+    environ: Mapping[str, str],
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> SentOne:
+    """Build and send one message; InvalidJobError (nothing sent) when it cannot be built,
+    ConnectFailure when no session could be opened."""
+    parts = [_part(file) for file in message.attachments]
+    content = Content(message.to, message.subject, message.text, message.html, parts)
+    message_id = _message_id(message.sender)
+    data = _build(message.sender, content, message_id, max_bytes)
+    credentials = credentials_for(smtp, environ)
+    if credentials is not None:
+        credentials.prepare()
+    route = _route(message.sender, message.to)
+    transport = SmtpTransport(smtp, credentials)
+    try:
+        outcome = _explained(transport.send(Envelope(route, data)), message, route)
+    finally:
+        transport.close()
+    attached = tuple(Attached(p.filename, p.content_type, p.size) for p in parts)
+    return SentOne(outcome.state, outcome.code, outcome.response, message_id, attached)
+
+
+def _route(sender: Mailbox, to: Mailbox) -> Route:
+    # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
+    smtputf8 = sender.smtputf8 or to.smtputf8
+    return Route(0, sender.envelope_address, to.envelope_address, smtputf8)
+
+
+def _explained(outcome: Outcome, message: OneMessage, route: Route) -> Outcome:
+    """A refusal before any command names the address that needed SMTPUTF8, sender or not."""
+    if outcome.state != "failed" or outcome.code is not None or not route.smtputf8:
+        return outcome
+    needing = " and ".join(box.address for box in (message.sender, message.to) if box.smtputf8)
+    reason = (
+        f"the server does not offer SMTPUTF8 (RFC 6531), which the non-ASCII address "
+        f"{needing} needs"
+    )
+    return Outcome(outcome.state, None, reason)
+
+
+def _message_id(sender: Mailbox) -> str:
+    return f"<{uuid.uuid4().hex}.one@{sender.domain_key}>"
+
+
+def _build(sender: Mailbox, content: Content, message_id: str, max_bytes: int) -> bytes:
+    try:
+        data = MessageBuilder(sender).build(
+            content, message_id=message_id, date=date_header(time.time())
+        )
+    except HeaderValueError as exc:
+        raise invalid("", str(exc), exc.field) from None
+    if len(data) > max_bytes:
+        raise invalid("", f"the message is {len(data):,} bytes, over {max_bytes:,}")
+    return data
+
+
+def _part(file: FileToAttach) -> Part:
+    try:
+        data = file.path.read_bytes()
+    except OSError as exc:
+        raise invalid("", f"cannot read the attachment {file.name!r}: {exc.strerror}") from None
+    try:
+        return attachment_part(file.name, data, detect_type(data, file.name))
+    except HeaderValueError as exc:
+        raise invalid("", f"attachment file name {exc}", "attachments") from None
