@@ -1,8 +1,10 @@
-"""Safe YAML loading that remembers where every value came from and refuses duplicate keys."""
+"""Safe YAML loading that remembers where every value came from and refuses duplicate keys,
+and documents that would take exponential time or blow the stack to load."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 import yaml
@@ -13,6 +15,14 @@ from batchmail.errors import InvalidJobError, Problem
 Path = tuple[str | int, ...]
 _PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 ScalarHook = Callable[[str, Path, int], str]
+
+# Far beyond any job or recipients file (a job nests about five levels); PyYAML composes
+# recursively, three stack frames a level, so a deeper document would exhaust the stack.
+MAX_DEPTH = 100
+# Aliases may repeat what an anchor holds, but not exponentially ("billion laughs"): a document
+# may expand to at most this many values beyond EXPANSION_RATIO times the values written.
+EXPANSION_ALLOWANCE = 100_000
+EXPANSION_RATIO = 10
 
 
 class Located(Struct, frozen=True):
@@ -40,11 +50,15 @@ def load_yaml(text: str, filename: str, on_scalar: ScalarHook | None = None) -> 
     `on_scalar(value, path, line)` may rewrite string scalars before they are typed, so a plain
     scalar such as `${PORT}` becomes an int when the variable holds digits, as if written in place.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, loader)
         builder = _Builder(loader, filename, on_scalar)
         data = builder.build(node, ()) if node is not None else None
+    except _Refused as exc:
+        raise InvalidJobError([Problem(f"{filename}:{exc.line}", str(exc))]) from None
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, filename) from None
     except yaml.YAMLError as exc:
@@ -61,6 +75,115 @@ def _syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> InvalidJobError:
     line = mark.line + 1 if mark else 1
     text = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
     return InvalidJobError([Problem(f"{filename}:{line}", f"YAML syntax error: {text}")])
+
+
+class _Refused(Exception):
+    """A document too deep or too large once expanded to load: at `line`."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing collections nested deeper than MAX_DEPTH: in flow style
+    already while scanning, where every open `[` or `{` may start a key the scanner must keep
+    track of for the next 1024 characters, at a cost that grows with the nesting."""
+
+    depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: type[yaml.Token]) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise _Refused(self.line + 1, _too_deep())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+            raise _Refused(line, _too_deep())
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_DEPTH} levels deep (aliases included): refused"
+
+
+def _children(node: yaml.Node) -> Iterable[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return chain.from_iterable(node.value)
+    return node.value if isinstance(node, yaml.SequenceNode) else ()
+
+
+def _check_expansion(root: yaml.Node, loader: yaml.SafeLoader) -> None:
+    """Refuse a document whose aliases would make it build exponentially many values, nest
+    too deep, or hold itself, before building it."""
+    if isinstance(root, yaml.CollectionNode):
+        _Expansion(loader).check(root)
+
+
+class _Expansion:
+    """One walk over the composed collections, each visited once (an alias is the node it
+    refers to), with merge keys (`<<`) resolved on the way as building them would."""
+
+    def __init__(self, loader: yaml.SafeLoader):
+        self.loader = loader
+        self.measured: dict[int, tuple[int, int]] = {}  # id -> (values once expanded, depth)
+        self.order: list[yaml.Node] = []  # post-order: a collection after those it holds
+        self.open_ids: set[int] = set()  # the collections being walked into
+        self.scalars = 0  # as written
+
+    def check(self, root: yaml.CollectionNode) -> None:
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while stack:
+            node, children_done = stack.pop()
+            if children_done:
+                self._close(node)
+            elif id(node) in self.open_ids:
+                raise _Refused(
+                    node.start_mark.line + 1,
+                    "an alias refers to a collection that holds it (a structure without end): "
+                    "refused",
+                )
+            elif id(node) not in self.measured:
+                self.open_ids.add(id(node))
+                stack.append((node, True))
+                stack.extend(self._collections_in(node))
+        limit = EXPANSION_ALLOWANCE + EXPANSION_RATIO * (len(self.measured) + self.scalars)
+        if self.measured[id(root)][0] > limit:
+            blamed = next(n for n in self.order if self.measured[id(n)][0] > limit)
+            raise _Refused(
+                blamed.start_mark.line + 1,
+                f"anchors and aliases expand to more than {limit:,} values "
+                f'(an exponential expansion, a "billion laughs"): refused',
+            )
+
+    def _collections_in(self, node: yaml.Node) -> Iterator[tuple[yaml.Node, bool]]:
+        for child in _children(node):
+            if isinstance(child, yaml.CollectionNode):
+                yield child, False
+            else:
+                self.scalars += 1
+
+    def _close(self, node: yaml.Node) -> None:
+        """Measure a collection whose children are measured."""
+        self.open_ids.discard(id(node))
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # what it merges is flat already: no recursion
+        size, depth = 1, 1
+        for child in _children(node):
+            if isinstance(child, yaml.CollectionNode):
+                inner, inner_depth = self.measured[id(child)]
+                size, depth = size + inner, max(depth, inner_depth + 1)
+            else:
+                size, depth = size + 1, max(depth, 2)
+        if depth > MAX_DEPTH:
+            raise _Refused(node.start_mark.line + 1, _too_deep())
+        self.measured[id(node)] = (size, depth)
+        self.order.append(node)
 
 
 class _Builder:
