@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import functools
 import hashlib
 import mimetypes
@@ -31,6 +32,8 @@ _GENERIC_TYPES = frozenset({"text/plain", "application/octet-stream", "applicati
 _TEXTUAL_GUESSES = ("text/", "application/json", "application/xml")
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # RFC 2045 token: no quoting needed
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e\t]*$")
+_ENCODING = magic.Magic(mime_encoding=True)
+_UNKNOWN_8BIT = "unknown-8bit"
 _URI = re.compile(r"^[!-;=?-~]{1,900}$")  # printable ASCII but space, `<` and `>`
 
 
@@ -78,6 +81,42 @@ def detect_type(data: bytes, filename: str) -> str:
     return "application/octet-stream" if found == "application/x-empty" else found
 
 
+def text_charset(data: bytes) -> str:
+    """The charset of a text file, for its part's Content-Type: a text part without one is
+    US-ASCII to readers that follow RFC 2046 (4.1.2), and shown garbled.
+
+    utf-8 for any valid UTF-8, ASCII included (one label, true of both); utf-16 for a file
+    that starts with its byte order mark (RFC 2781 4.3); otherwise the 8-bit charset
+    python-magic finds; windows-1252 for what it calls unknown-8bit but windows-1252 decodes
+    (bytes 0x80-0x9F as curly quotes and dashes: text saved on Windows); else unknown-8bit
+    (RFC 1428): 8-bit text of a charset nobody knows, which a reader must not take for ASCII.
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        found = str(_ENCODING.from_buffer(data[:65536]))
+    except magic.MagicException:
+        found = _UNKNOWN_8BIT
+    for charset in (found, "windows-1252") if found == _UNKNOWN_8BIT else (found,):
+        if _decodes(data, charset):
+            return charset
+    return _UNKNOWN_8BIT
+
+
+def _decodes(data: bytes, charset: str) -> bool:
+    try:
+        data.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def date_header(timestamp: float) -> str:
     """RFC 5322 3.3 date-time, in UTC: to the second, so a run formats it once a second."""
     return _date_of_second(int(timestamp))
@@ -91,9 +130,10 @@ def _date_of_second(second: int) -> str:
 def attachment_part(filename: str, data: bytes, content_type: str) -> Part:
     if has_line_break(filename):
         raise HeaderValueError("attachment filename", filename)
-    name_param = _parameter("name", filename)
+    if content_type.startswith("text/") and "charset=" not in content_type.lower():
+        content_type = f"{content_type}; charset={text_charset(data)}"
     head = (
-        f"Content-Type: {content_type};\r\n\t{name_param}\r\n"
+        f"Content-Type: {content_type};\r\n\t{_parameter('name', filename)}\r\n"
         f"Content-Disposition: attachment;\r\n\t{_parameter('filename', filename)}\r\n"
         "Content-Transfer-Encoding: base64\r\n\r\n"
     )
