@@ -7,9 +7,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import dry_run, make_job, parse, recipients
 
-from batchmail.build.mime import attachment_part
+from batchmail.build.mime import Content, MessageBuilder, attachment_part
+from batchmail.load.addresses import parse_mailbox
 
 CSV = "name,city\nJörg,Köln\nZoë,Zürich\n"
 
@@ -68,3 +71,71 @@ def test_a_charset_given_with_the_content_type_is_kept() -> None:
 def test_binary_attachments_get_no_charset() -> None:
     part = attachment_part("data.bin", bytes(range(256)), "application/octet-stream")
     assert b"charset" not in part.encoded.split(b"\r\n\r\n")[0]
+
+
+# --- file names ----------------------------------------------------------------------------
+
+
+def built_attachment(filename: str) -> tuple[bytes, EmailMessage]:
+    """The message batchmail builds with one attachment of that name, and its parsed part."""
+    content = Content(
+        to=parse_mailbox("a@example.com"),
+        subject="s",
+        text="t",
+        html=None,
+        attachments=[attachment_part(filename, b"%PDF-1.4\n", "application/pdf")],
+    )
+    builder = MessageBuilder(parse_mailbox("Reports <reports@example.com>"))
+    data = builder.build(content, message_id="<1@example.com>", date="Mon, 1 Dec 2026 00:00:00")
+    [part] = parse(data).iter_attachments()
+    return data, part
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        'report "final".pdf',
+        "back\\slash.pdf",
+        'both \\ and ".pdf',
+        "tab\there.pdf",
+        "report.pdf\n",
+        "line\r\nContent-Type: text/html",
+        "Bericht für Jörg.pdf",
+        "報告.pdf",
+    ],
+)
+def test_fragile_file_names_use_rfc_2231(filename: str) -> None:
+    data, part = built_attachment(filename)
+    assert b"filename*=utf-8''" in data
+    assert b'filename="' not in data
+    assert b"name*=utf-8''" in data.split(b"Content-Disposition")[0]  # Content-Type's name too
+    assert part.get_filename() == filename.strip()  # Python strips whitespace at either end
+
+
+def test_plain_file_names_stay_readable() -> None:
+    data, part = built_attachment("Quarterly report (Q3).pdf")
+    assert b'filename="Quarterly report (Q3).pdf"' in data
+    assert part.get_filename() == "Quarterly report (Q3).pdf"
+    data, _ = built_attachment("report.pdf")
+    assert b"filename=report.pdf" in data
+
+
+FILE_NAMES = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/"),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(FILE_NAMES)
+def test_any_file_name_round_trips_through_the_built_message(filename: str) -> None:
+    data, part = built_attachment(filename)
+    # Python's get_filename() strips whitespace at either end, however the name is written.
+    assert part.get_filename() == filename.strip()
+    part_head = data.split(b"\r\nContent-Type: application/pdf")[1].split(b"\r\n\r\n")[0]
+    unfolded = (b"Content-Type: application/pdf" + part_head).replace(b"\r\n\t", b" ")
+    # Exactly the three fields batchmail writes: no line break of the name made another.
+    names = [line.split(b":")[0] for line in unfolded.split(b"\r\n")]
+    assert names == [b"Content-Type", b"Content-Disposition", b"Content-Transfer-Encoding"]
+    assert all(b"\r" not in line and b"\n" not in line for line in unfolded.split(b"\r\n"))

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from batchmail.build.mime import HeaderValueError, Part, attachment_part, detect_type
+from batchmail.build.mime import Part, attachment_part, detect_type
 from batchmail.errors import invalid
 from batchmail.load.job import display_path
 from batchmail.load.settings import AttachmentSpec, Job
@@ -84,7 +84,4 @@ class Attachments:
             data = path.read_bytes()
         except OSError as exc:
             raise invalid(where, f"cannot read {display_path(path)}: {exc.strerror}") from None
-        try:
-            return attachment_part(path.name, data, content_type or detect_type(data, path.name))
-        except HeaderValueError as exc:
-            raise invalid(where, f"attachment file name {exc}", "attachments") from None
+        return attachment_part(path.name, data, content_type or detect_type(data, path.name))

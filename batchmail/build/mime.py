@@ -30,8 +30,11 @@ _LINESEP = "\r\n"
 _MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD be no more than 78 characters
 _GENERIC_TYPES = frozenset({"text/plain", "application/octet-stream", "application/x-empty"})
 _TEXTUAL_GUESSES = ("text/", "application/json", "application/xml")
-_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # RFC 2045 token: no quoting needed
+# An RFC 2045 token needs no quoting; but `'`, `*` and `%` mean something in RFC 2231
+# parameters, and parsers mistake a bare value holding them: those are quoted.
+_TOKEN = re.compile(r"[A-Za-z0-9!#$&+.^_`|~-]+")
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e\t]*$")
+_QUOTABLE = re.compile(r"[ !#-\[\]-~]+")  # printable ASCII but `"` and `\`: quoted as it is
 _ENCODING = magic.Magic(mime_encoding=True)
 _UNKNOWN_8BIT = "unknown-8bit"
 _URI = re.compile(r"^[!-;=?-~]{1,900}$")  # printable ASCII but space, `<` and `>`
@@ -128,8 +131,8 @@ def _date_of_second(second: int) -> str:
 
 
 def attachment_part(filename: str, data: bytes, content_type: str) -> Part:
-    if has_line_break(filename):
-        raise HeaderValueError("attachment filename", filename)
+    """A file as an attachment. Any file name is carried as it is: where it holds what a
+    header may not (a line break, say), RFC 2231 percent-encodes it."""
     if content_type.startswith("text/") and "charset=" not in content_type.lower():
         content_type = f"{content_type}; charset={text_charset(data)}"
     head = (
@@ -156,12 +159,14 @@ def inline_part(filename: str, data: bytes, content_type: str, content_id: str) 
 
 
 def _parameter(key: str, value: str) -> str:
-    """A MIME parameter: a token, a quoted string, or RFC 2231 `key*=utf-8''...` for non-ASCII."""
-    if value.isascii() and _TOKEN.match(value):
+    """A MIME parameter: a token, a quoted string, or RFC 2231 `key*=utf-8''...` wherever
+    quoting is fragile: non-ASCII, `"` and `\\` (which common MIME tools unescape wrongly or not
+    at all), control characters and line breaks, spaces at either end (which readers strip),
+    and text that looks like an RFC 2047 encoded-word, which some decode even inside quotes."""
+    if _TOKEN.fullmatch(value):  # the whole value: `$` would let a final line break pass
         return f"{key}={value}"
-    if value.isascii() and _PRINTABLE_ASCII.match(value):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'{key}="{escaped}"'
+    if _QUOTABLE.fullmatch(value) and "=?" not in value and value.strip(" ") == value:
+        return f'{key}="{value}"'
     return f"{key}*={encode_rfc2231(value, 'utf-8')}"
 
 
