@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import pytest
 import yaml
@@ -727,3 +727,32 @@ def test_inline_images_needs_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
     result = run_cli(capsys, "validate", job)
     assert result.code == 2
     assert "inline_images embeds the images of a Markdown body" in result.err
+
+
+# --- SpamAssassin's UNRESOLVED_TEMPLATE ------------------------------------------------------
+
+# Scores any message with a header matching this: an upper-case percent-encoding such as %C3%BC
+# looks to it like a template placeholder (%FIRSTNAME) nobody filled in.
+UNRESOLVED_TEMPLATE = re.compile(rb"%[A-Z][A-Z_-]")
+
+
+def test_generated_headers_never_look_like_unresolved_templates(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = smtp_server()
+    person = {"email": "zoë@bücher.example", "name": "Zoë Çelik", "team": "Ökonomie"}
+    unsubscribe = {
+        "url": "https://lists.example.com/u?e={{ email | urlencode }}&n={{ name | urlencode }}",
+        "mailto": "{{ team }}+leave@example.org",
+        "one_click": True,
+    }
+    job = make_job(tmp_path, server.port, recipients=[person], unsubscribe=unsubscribe)
+    assert run_cli(capsys, "run", job).code == 0
+
+    [received] = server.messages
+    head = received.data.split(b"\r\n\r\n")[0].replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ")
+    assert not UNRESOLVED_TEMPLATE.search(head), head
+    url, mailto = re.findall(r"<([^>]+)>", parse(received.data)["List-Unsubscribe"])
+    query = parse_qs(url.split("?", 1)[1])
+    assert query == {"e": ["zoë@bücher.example"], "n": ["Zoë Çelik"]}
+    assert unquote(mailto) == "mailto:Ökonomie+leave@example.org"
