@@ -12,12 +12,8 @@ from typing import Any
 
 from batchmail.errors import ConnectFailure
 from batchmail.load.settings import SmtpSettings
-
-# Re-exported: the MCP server imports them from here until it sends through the api.
-from batchmail.transport.contract import Envelope as Envelope  # noqa: PLC0414
-from batchmail.transport.contract import Outcome
-from batchmail.transport.contract import Route as Route  # noqa: PLC0414
-from batchmail.transport.credentials import Credentials as Credentials  # noqa: PLC0414
+from batchmail.transport.contract import Envelope, Outcome, Route
+from batchmail.transport.credentials import Credentials
 from batchmail.transport.pipelining import InFlight
 
 _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
