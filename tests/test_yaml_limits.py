@@ -123,3 +123,25 @@ def test_a_large_honest_document_is_not_mistaken_for_a_bomb() -> None:
     doc = load_yaml("- &d {team: core, plan: pro, region: eu}\n" + rows, "people.yaml")
     assert len(doc.data) == 5_001
     assert doc.data[-1]["region"] == "eu"
+
+
+def test_a_key_beside_a_merge_overrides_the_merged_one() -> None:
+    """YAML's merge key: the mapping's own keys win over merged ones, and of several merged
+    mappings the first wins (https://yaml.org/type/merge.html); only a key written twice in
+    the same mapping is a duplicate."""
+    text = """\
+defaults: &defaults {team: core, plan: pro}
+other: &other {plan: team, region: eu}
+one: {<<: *defaults, plan: free}
+two: {<<: [*defaults, *other]}
+three: {plan: a, plan: b}
+"""
+    with pytest.raises(InvalidJobError) as caught:
+        load_yaml(text, "job.yaml")
+    assert [str(p) for p in caught.value.problems] == [
+        "job.yaml:5: three: duplicate key 'plan' (first at line 5)"
+    ]
+    doc = load_yaml(text.replace("three: {plan: a, plan: b}\n", ""), "job.yaml")
+    assert doc.data["one"] == {"team": "core", "plan": "free"}
+    assert doc.data["two"] == {"team": "core", "plan": "pro", "region": "eu"}
+    assert doc.where(("one", "plan")) == "job.yaml:3"

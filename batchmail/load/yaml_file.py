@@ -15,6 +15,7 @@ from batchmail.errors import InvalidJobError, Problem
 Path = tuple[str | int, ...]
 _PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 ScalarHook = Callable[[str, Path, int], str]
+_MERGE = "tag:yaml.org,2002:merge"
 
 # Far beyond any job or recipients file (a job nests about five levels); PyYAML composes
 # recursively, three stack frames a level, so a deeper document would exhaust the stack.
@@ -53,9 +54,8 @@ def load_yaml(text: str, filename: str, on_scalar: ScalarHook | None = None) -> 
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is not None:
-            _check_expansion(node, loader)
-        builder = _Builder(loader, filename, on_scalar)
+        merged = _check_expansion(node, loader) if node is not None else {}
+        builder = _Builder(loader, filename, on_scalar, merged)
         data = builder.build(node, ()) if node is not None else None
     except _Refused as exc:
         raise InvalidJobError([Problem(f"{filename}:{exc.line}", str(exc))]) from None
@@ -118,11 +118,14 @@ def _children(node: yaml.Node) -> Iterable[yaml.Node]:
     return node.value if isinstance(node, yaml.SequenceNode) else ()
 
 
-def _check_expansion(root: yaml.Node, loader: yaml.SafeLoader) -> None:
+def _check_expansion(root: yaml.Node, loader: yaml.SafeLoader) -> dict[int, int]:
     """Refuse a document whose aliases would make it build exponentially many values, nest
-    too deep, or hold itself, before building it."""
+    too deep, or hold itself, before building it. Returns, per mapping with merge keys (by
+    id), how many of its pairs, first in it now, were merged in."""
+    expansion = _Expansion(loader)
     if isinstance(root, yaml.CollectionNode):
-        _Expansion(loader).check(root)
+        expansion.check(root)
+    return expansion.merged
 
 
 class _Expansion:
@@ -135,6 +138,7 @@ class _Expansion:
         self.order: list[yaml.Node] = []  # post-order: a collection after those it holds
         self.open_ids: set[int] = set()  # the collections being walked into
         self.scalars = 0  # as written
+        self.merged: dict[int, int] = {}  # mapping id -> pairs merged in
 
     def check(self, root: yaml.CollectionNode) -> None:
         stack: list[tuple[yaml.Node, bool]] = [(root, False)]
@@ -172,7 +176,10 @@ class _Expansion:
         """Measure a collection whose children are measured."""
         self.open_ids.discard(id(node))
         if isinstance(node, yaml.MappingNode):
+            own = sum(1 for key, _ in node.value if key.tag != _MERGE)
             self.loader.flatten_mapping(node)  # what it merges is flat already: no recursion
+            if len(node.value) > own:  # the merged pairs, then its own
+                self.merged[id(node)] = len(node.value) - own
         size, depth = 1, 1
         for child in _children(node):
             if isinstance(child, yaml.CollectionNode):
@@ -187,8 +194,15 @@ class _Expansion:
 
 
 class _Builder:
-    def __init__(self, loader: yaml.SafeLoader, filename: str, on_scalar: ScalarHook | None):
+    def __init__(
+        self,
+        loader: yaml.SafeLoader,
+        filename: str,
+        on_scalar: ScalarHook | None,
+        merged: dict[int, int],
+    ):
         self.loader = loader
+        self.merged = merged
         self.filename = filename
         self.on_scalar = on_scalar
         self.lines: dict[Path, int] = {}
@@ -207,18 +221,27 @@ class _Builder:
         return self._scalar(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
-        self.loader.flatten_mapping(node)  # resolves `<<` merge keys in place
+        """Merged keys (`<<`, resolved already) yield to the mapping's own, and of several
+        merged mappings the first wins (https://yaml.org/type/merge.html); a key written twice
+        in one mapping is an error."""
+        merged = self.merged.get(id(node), 0)
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        overridable: set[str] = set()  # keys merged in
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self.loader.construct_object(key_node)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 self._problem(key_node, path, f"a key must be a plain value, not {key!r}")
                 continue
             key = str(key)
-            if key in result:
-                first = self.lines[(*path, key)]
-                self._problem(key_node, path, f"duplicate key '{key}' (first at line {first})")
+            if key in result and (index < merged or key not in overridable):
+                if index >= merged:
+                    first = self.lines[(*path, key)]
+                    self._problem(key_node, path, f"duplicate key '{key}' (first at line {first})")
                 continue
+            if index < merged:
+                overridable.add(key)
+            else:
+                overridable.discard(key)
             result[key] = self.build(value_node, (*path, key))
             self.lines[(*path, key)] = (
                 key_node.start_mark.line + 1
