@@ -221,9 +221,9 @@ def _signer(job: Job) -> Signer | None:
     return Signer(job.dkim)
 
 
-class ShardValidation(Struct):
-    """What one process's validation pass found, for its shard of the recipients: every row is
-    read and checked by each process, the messages of seq % count == index are built."""
+class PartValidation(Struct):
+    """What a validation pass over part of the recipients found: every row is read and checked,
+    the messages of the part's recipients are built."""
 
     count: int = 0
     digest: int = 0  # sum of the messages' SHA-256: the same whichever process built which
@@ -242,30 +242,31 @@ class ShardValidation(Struct):
 
 def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) -> Validation:
     """Render and build every message once, without sending, and collect every problem."""
-    shard = validate_shard(composer, stage)
-    return merge(composer, [shard])
+    part = validate_part(composer, stage)
+    return merge(composer, [part])
 
 
-def validate_shard(
+def validate_part(
     composer: Composer,
     stage: Callable[[Staged], None] | None = None,
-    shard: tuple[int, int] = (0, 1),
-) -> ShardValidation:
-    """The validation pass over one shard (index, count). Problems with the rows themselves, and
-    the warnings, are the first shard's to report: every shard meets them."""
-    result = ShardValidation()
-    index, count = shard
+    builds: Callable[[int], bool] | None = None,
+    reports_rows: bool = True,
+) -> PartValidation:
+    """The validation pass over the recipients whose seq `builds` takes (None: all). Problems
+    with the rows themselves, and the warnings, are reported by one part (`reports_rows`):
+    every part meets them."""
+    result = PartValidation()
     rows: list[Problem] = []
-    warn = result.warnings.append if index == 0 else _ignore
+    warn = result.warnings.append if reports_rows else _ignore
     seq = 0
     for recipient in composer.recipients(rows, warn=warn):
         seq = recipient.seq
         if rows:  # rows refused since the last recipient come before this one
-            result.add((seq, 0), rows if index == 0 else ())
+            result.add((seq, 0), rows if reports_rows else ())
             rows.clear()
-        if seq % count == index:
+        if builds is None or builds(seq):
             _validate_one(composer, recipient, result, stage)
-    result.add((seq + 1, 0), rows if index == 0 else ())
+    result.add((seq + 1, 0), rows if reports_rows else ())
     result.repeated_rows = composer.source.repeated_rows()
     return result
 
@@ -277,7 +278,7 @@ def _ignore(_: str) -> None:
 def _validate_one(
     composer: Composer,
     recipient: Recipient,
-    result: ShardValidation,
+    result: PartValidation,
     stage: Callable[[Staged], None] | None,
 ) -> None:
     try:
@@ -296,19 +297,19 @@ def _validate_one(
         stage(Staged(recipient.seq, recipient.email, size, message.attachment_names))
 
 
-def merge(composer: Composer, shards: list[ShardValidation]) -> Validation:
-    """The whole job's validation from its shards' (raises InvalidJobError listing problems),
-    after the first shard's warnings.
+def merge(composer: Composer, parts: list[PartValidation]) -> Validation:
+    """The whole job's validation from its parts' (raises InvalidJobError listing problems),
+    after the first part's warnings.
 
     The digest covers every envelope and message apart from Date and Message-ID: it changes
     exactly when a recipient would receive something different."""
-    for warning in shards[0].warnings:
+    for warning in parts[0].warnings:
         composer.warn(warning)
-    problems = sorted((p for s in shards for p in s.problems), key=lambda p: p[0])
-    hidden = sum(s.hidden for s in shards) + max(0, len(problems) - MAX_LISTED_PROBLEMS)
-    result = Validation(count=sum(s.count for s in shards))
+    problems = sorted((p for part in parts for p in part.problems), key=lambda p: p[0])
+    hidden = sum(part.hidden for part in parts) + max(0, len(problems) - MAX_LISTED_PROBLEMS)
+    result = Validation(count=sum(part.count for part in parts))
     result.problems = [problem for _, problem in problems[:MAX_LISTED_PROBLEMS]]
-    total = sum(s.digest for s in shards) % (1 << 256)
+    total = sum(part.digest for part in parts) % (1 << 256)
     result.digest = hashlib.sha256(f"{result.count}:{total:064x}".encode()).hexdigest()
     if result.problems:
         raise InvalidJobError(result.problems, hidden=hidden)

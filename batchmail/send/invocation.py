@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from batchmail.build.compose import Composer, Validation, merge, validate
+from batchmail.build.compose import Composer, Validation, validate
 from batchmail.errors import StateError
 from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
-from batchmail.send.processes import Go, ShardProcesses, ShardWork
+from batchmail.send.processes import SendingProcesses
 from batchmail.send.runner import Event, Runner
+from batchmail.send.share import WHOLE, Share
 from batchmail.state.job_lock import job_lock
 from batchmail.state.journal import Journal, journal_path
 from batchmail.state.records import Run
@@ -63,20 +64,18 @@ class Invocation:
         self.on_share_sent = on_share_sent
         self.skip_unknown = skip_unknown
         self._stack = ExitStack()
-        self._team: ShardProcesses | None = None
+        self._team: SendingProcesses | None = None
 
     def __enter__(self) -> Invocation:
         if self.processes > 1:
-            work = ShardWork(
-                self.composer,
-                self.journal.path,
-                self.runner,
+            team = SendingProcesses.start(
                 self.processes,
-                self.credentials,
-                self.on_share_sent,
+                self.composer,
+                self.journal,
+                runner=self.runner,
+                credentials=self.credentials,
+                on_share_sent=self.on_share_sent,
             )
-            with self.journal.closed_for_fork():
-                team = ShardProcesses(self.processes, work.validate, work.send)
             self._team = self._stack.enter_context(team)
         return self
 
@@ -88,9 +87,7 @@ class Invocation:
         if self._team is None:
             with self.journal.staging() as stage:
                 return validate(self.composer, stage)
-        shards = self._team.validations()
-        self.composer.source.adopt(shards[0].repeated_rows)  # for the CI outputs' second pass
-        return merge(self.composer, shards)
+        return self._team.validation()
 
     def send(self, run: Run) -> tuple[Halt | None, int]:
         """Send what `run` still needs; the halt, if any, and how many messages went."""
@@ -98,8 +95,7 @@ class Invocation:
             runner = self.runner(self.journal)
             halt, sent_now = runner.run(run), runner.sent_now
         else:
-            shared = self.credentials.shared() if self.credentials is not None else None
-            halt, sent_now = self._team.send(Go(run, shared), self.stop)
+            halt, sent_now = self._team.send(run, self.stop)
         self._fold_records(halt)
         if halt is not None and halt.reason in (HaltReason.QUOTA, HaltReason.CONNECTION):
             self.journal.defer_pending(run, halt.message)
@@ -116,9 +112,7 @@ class Invocation:
                 raise halt.error from None
             raise
 
-    def runner(
-        self, journal: Journal, shard: tuple[int, int] = (0, 1), connections: int = 0
-    ) -> Runner:
+    def runner(self, journal: Journal, share: Share = WHOLE, connections: int = 0) -> Runner:
         job = self.job
         limiter = RateLimiter(
             job.rate.windows(),
@@ -138,7 +132,7 @@ class Invocation:
             self.stop,
             on_event=self.on_event,
             skip_unknown=self.skip_unknown,
-            shard=shard,
+            share=share,
             connections=connections,
         )
 

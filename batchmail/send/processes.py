@@ -25,11 +25,12 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from batchmail.build.compose import Composer, ShardValidation, validate_shard
+from batchmail.build.compose import Composer, PartValidation, Validation, merge, validate_part
 from batchmail.errors import EXIT_SOFTWARE, BatchmailError, InvalidJobError, Problem
 from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.runner import Runner
+from batchmail.send.share import Share
 from batchmail.state.journal import Journal
 from batchmail.state.records import Run
 from batchmail.transport.credentials import Credentials
@@ -44,8 +45,6 @@ _SEVERITY = (
     HaltReason.INTERRUPTED,
 )
 
-Shard = tuple[int, int]  # (index, count)
-
 
 class Go(Struct, frozen=True):
     """The parent's word to send: the run chosen, and what the parent prepared to share."""
@@ -54,7 +53,7 @@ class Go(Struct, frozen=True):
     credentials: Any = None  # Credentials.shared(): a token fetched once for every process
 
 
-class ShardResult(Struct, frozen=True):
+class ShareResult(Struct, frozen=True):
     sent_now: int
     halt: tuple[HaltReason, str, int] | None  # reason, message, exit code of a BatchmailError
 
@@ -67,7 +66,7 @@ class _Refused(Struct, frozen=True):
     error: tuple[str, int] | None = None  # message and exit code, for any other failure
 
 
-class ShardError(BatchmailError):
+class ProcessError(BatchmailError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
@@ -81,13 +80,13 @@ def sending_processes(job: Job) -> int:
     return max(1, min(job.rate.connections, os.cpu_count() or 1))
 
 
-class ShardWork(Struct):
+class _ShareWork(Struct):
     """What a forked process does with its share of the recipients: validate it, then, when
     the parent says so, send it. Created in the parent; each process runs its own copy."""
 
     composer: Composer
     journal_file: Path
-    runner: Callable[[Journal, Shard, int], Runner]  # for a journal, a share, its sessions
+    runner: Callable[[Journal, Share, int], Runner]  # for a journal, a share, its sessions
     processes: int
     credentials: Credentials | None
     on_share_sent: Callable[[], None]
@@ -97,19 +96,19 @@ class ShardWork(Struct):
     )
     journal: Journal | None = None
 
-    def validate(self, shard: Shard) -> ShardValidation:
+    def validate(self, share: Share) -> PartValidation:
         # An SQLite connection of its own: one must never cross a fork.
         job = self.composer.job
         self.journal = Journal(self.journal_file, job.name, write_lock=self.write_lock)
         with self.journal.staging() as stage:
-            return validate_shard(self.composer, stage, shard)
+            return validate_part(self.composer, stage, share.holds, share.first)
 
-    def send(self, shard: Shard, go: Go) -> tuple[Halt | None, int]:
+    def send(self, share: Share, go: Go) -> tuple[Halt | None, int]:
         assert self.journal is not None
         if self.credentials is not None:
             self.credentials.adopt(go.credentials)
         sessions = -(-self.composer.job.rate.connections // self.processes)
-        runner = self.runner(self.journal, shard, sessions)
+        runner = self.runner(self.journal, share, sessions)
         try:
             halt = runner.run(go.run)
         finally:
@@ -120,18 +119,31 @@ class ShardWork(Struct):
         return halt, runner.sent_now
 
 
-class ShardProcesses:
+class SendingProcesses:
     """Forked processes that validate their shares, then send them when told to.
 
-    Must be created with no other threads running: a fork copies only the calling thread."""
+    Must be started with no other threads running: a fork copies only the calling thread."""
 
-    def __init__(
-        self,
+    @classmethod
+    def start(
+        cls,
         processes: int,
-        validate: Callable[[Shard], ShardValidation],
-        send: Callable[[Shard, Go], tuple[Halt | None, int]],
-    ):
+        composer: Composer,
+        journal: Journal,
+        *,
+        runner: Callable[[Journal, Share, int], Runner],
+        credentials: Credentials | None,
+        on_share_sent: Callable[[], None],
+    ) -> SendingProcesses:
+        """`runner`: the send loop for a journal, a share and its number of sessions."""
+        work = _ShareWork(composer, journal.path, runner, processes, credentials, on_share_sent)
+        with journal.disconnected():
+            return cls(processes, work)
+
+    def __init__(self, processes: int, work: _ShareWork):
         context = multiprocessing.get_context("fork")
+        self._composer = work.composer
+        self._credentials = work.credentials
         # What exists now lives as long as the processes: the collector need not look at it
         # again, and pages of it stay shared with the children instead of being copied.
         # https://docs.python.org/3/library/gc.html#gc.freeze
@@ -140,27 +152,29 @@ class ShardProcesses:
         self._told = False
         for index in range(processes):
             parent_end, child_end = context.Pipe()
-            shard = (index, processes)
-            child = context.Process(target=_child, args=(child_end, shard, validate, send))
+            share = Share(index, processes)
+            child = context.Process(target=_child, args=(child_end, share, work))
             child.start()
             child_end.close()
             self._children.append((child, parent_end))
 
-    def validations(self) -> list[ShardValidation]:
-        """Every share's validation, in shard order; raises as a whole job's pass would."""
-        results = []
+    def validation(self) -> Validation:
+        """The whole job's validation from every share's; raises as a whole job's pass would."""
+        parts = []
         for child, connection in self._children:
             result = _receive(child, connection)
             if isinstance(result, _Refused):
                 if result.error is not None:
-                    raise ShardError(*result.error)
+                    raise ProcessError(*result.error)
                 raise InvalidJobError(result.problems, hidden=result.hidden)
-            results.append(result)
-        return results
+            parts.append(result)
+        self._composer.source.adopt(parts[0].repeated_rows)  # for a second pass here
+        return merge(self._composer, parts)
 
-    def send(self, go: Go, stop: threading.Event) -> tuple[Halt | None, int]:
+    def send(self, run: Run, stop: threading.Event) -> tuple[Halt | None, int]:
         """Tell every process to send; the worst halt and how many messages went."""
-        self._tell(go)
+        shared = self._credentials.shared() if self._credentials is not None else None
+        self._tell(Go(run, shared))
         results = _collect(self._children, stop)
         return _worst_halt(results), sum(r.sent_now for r in results)
 
@@ -178,7 +192,7 @@ class ShardProcesses:
             with contextlib.suppress(OSError):  # one that died: _collect says so
                 connection.send(go)
 
-    def __enter__(self) -> ShardProcesses:
+    def __enter__(self) -> SendingProcesses:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -190,14 +204,14 @@ def _receive(child: multiprocessing.process.BaseProcess, connection: Connection)
         return connection.recv()
     except EOFError:
         child.join()
-        raise ShardError(f"a sending process died ({child.exitcode})", EXIT_SOFTWARE) from None
+        raise ProcessError(f"a sending process died ({child.exitcode})", EXIT_SOFTWARE) from None
 
 
 def _collect(
     children: list[tuple[multiprocessing.process.BaseProcess, Connection]], stop: threading.Event
-) -> list[ShardResult]:
+) -> list[ShareResult]:
     waiting = {connection: child for child, connection in children}
-    results: list[ShardResult] = []
+    results: list[ShareResult] = []
     forwarded = False
     while waiting:
         if stop.is_set() and not forwarded:
@@ -211,7 +225,7 @@ def _collect(
                 results.append(ready.recv())
             except EOFError:
                 results.append(
-                    ShardResult(
+                    ShareResult(
                         0,
                         (
                             HaltReason.ERROR,
@@ -223,21 +237,16 @@ def _collect(
     return results
 
 
-def _child(
-    connection: Connection,
-    shard: Shard,
-    validate: Callable[[Shard], ShardValidation],
-    send: Callable[[Shard, Go], tuple[Halt | None, int]],
-) -> None:
+def _child(connection: Connection, share: Share, work: _ShareWork) -> None:
     _die_with_parent()
     try:
-        validated = _validate(validate, shard)
+        validated = _validate(work, share)
         connection.send(validated)
         if isinstance(validated, _Refused):
             return
         go = connection.recv()
         if go is not None:
-            connection.send(_send(send, shard, go))
+            connection.send(_send(work, share, go))
     except (EOFError, OSError):  # the parent is gone or stopped listening
         pass
     finally:
@@ -246,25 +255,21 @@ def _child(
         os._exit(0)
 
 
-def _validate(
-    validate: Callable[[Shard], ShardValidation], shard: Shard
-) -> ShardValidation | _Refused:
+def _validate(work: _ShareWork, share: Share) -> PartValidation | _Refused:
     try:
-        return validate(shard)
+        return work.validate(share)
     except InvalidJobError as exc:
         return _Refused(list(exc.problems), exc.hidden)
     except BaseException as exc:  # reported to the parent, which raises it
         return _Refused([], 0, _failure(exc))
 
 
-def _send(
-    send: Callable[[Shard, Go], tuple[Halt | None, int]], shard: Shard, go: Go
-) -> ShardResult:
+def _send(work: _ShareWork, share: Share, go: Go) -> ShareResult:
     try:
-        halt, sent_now = send(shard, go)
+        halt, sent_now = work.send(share, go)
     except BaseException as exc:  # reported to the parent, which raises it
-        return ShardResult(0, (HaltReason.ERROR, *_failure(exc)))
-    return ShardResult(sent_now, _portable(halt))
+        return ShareResult(0, (HaltReason.ERROR, *_failure(exc)))
+    return ShareResult(sent_now, _portable(halt))
 
 
 def _failure(exc: BaseException) -> tuple[str, int]:
@@ -291,12 +296,12 @@ def _portable(halt: Halt | None) -> tuple[HaltReason, str, int] | None:
     return (halt.reason, halt.message, code)
 
 
-def _worst_halt(results: list[ShardResult]) -> Halt | None:
+def _worst_halt(results: list[ShareResult]) -> Halt | None:
     halts = [r.halt for r in results if r.halt is not None]
     if not halts:
         return None
     reason, message, code = min(halts, key=lambda h: _SEVERITY.index(h[0]))
     error = (
-        ShardError(message, code) if reason in (HaltReason.ERROR, HaltReason.CONNECTION) else None
+        ProcessError(message, code) if reason in (HaltReason.ERROR, HaltReason.CONNECTION) else None
     )
     return Halt(reason, message, error)

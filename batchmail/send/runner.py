@@ -21,6 +21,7 @@ from batchmail.load.recipients import Recipient
 from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
+from batchmail.send.share import WHOLE, Share
 from batchmail.state.journal import Journal
 from batchmail.state.records import Run
 from batchmail.state.states import DELIVERED, DeliveryState
@@ -91,7 +92,7 @@ class Runner(Struct):
     stop: threading.Event
     on_event: Callable[[Event], None] = lambda event: None
     skip_unknown: bool = False
-    shard: tuple[int, int] = (0, 1)  # (index, count): this runner sends seq % count == index
+    share: Share = WHOLE  # the recipients this runner sends
     connections: int = 0  # SMTP sessions of this runner; 0: the job's rate.connections
     rng: random.Random = field(default_factory=random.Random)
     halt: Halt | None = None
@@ -146,7 +147,7 @@ class Runner(Struct):
 
     def _seqs_to_send(self, run: Run) -> Iterator[int]:
         after = 0
-        while seqs := self.journal.to_send(run, after, _CHUNK, self.skip_unknown, self.shard):
+        while seqs := self.journal.to_send(run, after, _CHUNK, self.skip_unknown, self.share):
             yield from seqs
             after = seqs[-1]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -87,6 +87,16 @@ def new_run_id(now: float) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+class Residue(Protocol):
+    """Sequence numbers whose remainder modulo `count` is `index`."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def count(self) -> int: ...
+
+
 class Journal:
     """One job's journal. Thread-safe: the sending threads share it."""
 
@@ -127,9 +137,10 @@ class Journal:
         return db
 
     @contextmanager
-    def closed_for_fork(self) -> Iterator[None]:
-        """No connection may be open across a fork: SQLite keeps the POSIX locks of a file in
-        per-process memory, which a child would inherit, wrong, and share with its own new
+    def disconnected(self) -> Iterator[None]:
+        """The connection closed for a while, then opened anew: no connection may be open while
+        another process starts as a copy of this one. SQLite keeps the POSIX locks of a file in
+        per-process memory, which the copy would inherit, wrong, and share with its own new
         connection. See "Carrying an open database connection across a fork()" in
         https://www.sqlite.org/howtocorrupt.html"""
         self.db.close()
@@ -242,13 +253,13 @@ class Journal:
     # --- the send loop ---
 
     def to_send(
-        self, run: Run, after: int, limit: int, skip_unknown: bool, shard: tuple[int, int] = (0, 1)
+        self, run: Run, after: int, limit: int, skip_unknown: bool, among: Residue | None = None
     ) -> list[int]:
         """Sequence numbers after `after` that still need sending, in order, at most `limit`;
-        of shard (index, count), those with `seq % count == index`."""
+        only those with `seq % among.count == among.index` when `among` is given."""
         states = _RETRIED + (() if skip_unknown else (DeliveryState.UNKNOWN,))
         marks = ",".join("?" * len(states))
-        index, count = shard
+        index, count = (among.index, among.count) if among is not None else (0, 1)
         rows = self._read(
             f"SELECT seq FROM deliveries WHERE run_id = ? AND seq > ? "  # noqa: S608
             f"AND state IN ({marks}) AND seq % ? = ? ORDER BY seq LIMIT ?",
