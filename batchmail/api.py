@@ -12,7 +12,7 @@ from pathlib import Path
 
 from msgspec import Struct, field, structs
 
-from batchmail.build.compose import KEPT_BYTES, Composer, Validation, validate
+from batchmail.build.compose import Composer, Validation, validate
 from batchmail.errors import ConnectFailure, InvalidJobError, invalid
 from batchmail.load.job import SchemaVerdict, display_path, load_job
 from batchmail.load.recipients import Warn
@@ -107,7 +107,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
     job = load_job(path, options.environ, options.schema_verdict)
     if options.dry_run:  # sends nothing, so nothing paces it: as fast as an unpaced run
         job = structs.replace(job, rate=RateSettings(connections=job.rate.connections))
-    composer = Composer(job, options.warn, keep_bytes=KEPT_BYTES)
+    composer = Composer(job, options.warn)
     with ExitStack() as stack:
         target = (
             _preview_target(job, options, stack) if options.dry_run else _smtp_target(job, options)

@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from smtpserver import SmtpServerFactory
 from support import make_job, parse, recipients, run_cli
 
-from batchmail import api
-from batchmail.build import compose
 from batchmail.build.compose import Composer, validate
 from batchmail.build.mime import date_header
 from batchmail.load.job import load_job
+from batchmail.send.kept import KEPT_BYTES, KeptMessages
 
 
-def _composer(folder: Path, keep_bytes: int) -> Composer:
+@pytest.mark.parametrize("room", [KEPT_BYTES, 0])
+def test_kept_and_rebuilt_messages_are_the_same_bytes(tmp_path: Path, room: int) -> None:
     people = [*recipients(3), {"email": "zoë@example.com", "name": "Zoë Ünicode", "team": "ü"}]
     subject = "Date: Thu, 01 Jan 1970 00:00:00 +0000 {{ name }} " + "long words " * 12
-    job = load_job(make_job(folder, 25, recipients=people, subject=subject))
-    composer = Composer(job, print, keep_bytes=keep_bytes)
-    validate(composer)
-    return composer
-
-
-@pytest.mark.parametrize("kept_bytes", [compose.KEPT_BYTES, 0])
-def test_kept_and_rebuilt_messages_are_the_same_bytes(tmp_path: Path, kept_bytes: int) -> None:
-    composer = _composer(tmp_path, kept_bytes)
-    assert len(composer._kept) == (4 if kept_bytes else 0)  # the path under test is taken
+    composer = Composer(load_job(make_job(tmp_path, 25, recipients=people, subject=subject)), print)
+    kept = KeptMessages(composer, room)
+    validate(composer, kept.keep)
     date = date_header(1_790_000_000.0)
     for recipient in composer.recipients([], second_pass=True):
+        assert (kept.recipient(recipient.seq) is not None) == bool(room)  # the path under test
         message_id = composer.message_id("20261124T011333Z-6cf3cc", recipient.seq)
-        sent = composer.message_bytes(recipient, message_id=message_id, date=date)
-        fresh = composer.build(composer.compose(recipient), message_id=message_id, date=date)
+        sent = kept.message_bytes(recipient, message_id=message_id, date=date)
+        fresh = composer.message_bytes(recipient, message_id=message_id, date=date)
         assert sent == fresh
         assert f"\r\nMessage-ID: {message_id}\r\n".encode() in sent
         assert f"\r\nDate: {date}\r\n".encode() in sent
@@ -41,20 +36,19 @@ def test_kept_and_rebuilt_messages_are_the_same_bytes(tmp_path: Path, kept_bytes
 
 
 def test_a_run_sends_kept_messages_then_streams_the_rest(
-    tmp_path: Path,
-    smtp_server: SmtpServerFactory,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Past the room for kept messages, recipients come from a second pass over the data:
-    everyone still gets their own message, once, in order."""
+    everyone still gets their own message, once, in order. Each message carries 2.5 MiB, so
+    the room (8 MiB) holds the first two."""
     server = smtp_server()
-    job = make_job(tmp_path, server.port, recipients=recipients(7))
-    composer = Composer(load_job(job), print, keep_bytes=compose.KEPT_BYTES)
-    validate(composer)
-    room = sum(len(data) + compose._KEPT_RECIPIENT for _, data in list(composer._kept.values())[:3])
-    monkeypatch.setattr(api, "KEPT_BYTES", room)  # the first three are kept, four are not
+    payload = os.urandom(5 * 1024 * 1024 // 2)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "big.bin").write_bytes(payload)
+    job = make_job(tmp_path, server.port, recipients=recipients(5), attachments=["files/big.bin"])
+    assert 2 * len(payload) < KEPT_BYTES < 3 * len(payload) * 4 // 3  # base64: 4/3 as large
     assert run_cli(capsys, "run", job).code == 0
 
+    assert all(parse(m.data).get_payload()[-1].get_content() == payload for m in server.messages)
     got = [(m.rcpt_tos[0], parse(m.data)["To"]) for m in server.messages]
-    assert got == [(f"user{i}@example.com", f"User {i} <user{i}@example.com>") for i in range(1, 8)]
+    assert got == [(f"user{i}@example.com", f"User {i} <user{i}@example.com>") for i in range(1, 6)]

@@ -13,27 +13,20 @@ from batchmail.build.attachments import Attachments
 from batchmail.build.inline_images import InlineImages
 from batchmail.build.mime import Content, HeaderValueError, MessageBuilder, Part, date_header
 from batchmail.build.render import Rendered, Renderer
+from batchmail.build.run_id import STAND_IN_RUN_ID
 from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, check_address
 from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient, RecipientSource, Warn
 from batchmail.load.settings import Job
-from batchmail.state.journal import new_run_id
-from batchmail.state.records import Staged
 
 if TYPE_CHECKING:
     from batchmail.build.dkim_sign import Signer
 
 MAX_LISTED_PROBLEMS = 20
-# Before sending, the messages the validation pass built are kept, up to this many bytes, so
-# that sending them does not render and build them again; beyond it they are rebuilt, so
-# memory stays flat however many recipients there are.
-KEPT_BYTES = 8 * 1024 * 1024
-_KEPT_RECIPIENT = 1024  # what a kept recipient's fields take, about, counted against KEPT_BYTES
 # Date and Message-ID change per send; the rest of a message is fixed by the job's inputs. The
 # validation pass builds with stand-ins of the same length, so its size check holds when sending.
-_PLACEHOLDER_RUN = "0" * len(new_run_id(0.0))
-_PLACEHOLDER_DATE = date_header(0.0)
+_STAND_IN_DATE = date_header(0.0)
 
 
 class Message(Struct, frozen=True):
@@ -45,6 +38,16 @@ class Message(Struct, frozen=True):
         return [part.filename for part in self.content.attachments]
 
 
+class Built(Struct, frozen=True):
+    """A message the validation pass built, with stand-ins for its Date and Message-ID (see
+    `Composer.finish`), unsigned, and the size it will have when sent."""
+
+    recipient: Recipient
+    data: bytes
+    size: int
+    attachment_names: list[str]
+
+
 class Validation(Struct):
     count: int = 0
     digest: str = ""
@@ -54,8 +57,7 @@ class Validation(Struct):
 class Composer:
     """Everything needed to turn any recipient of a job into a message."""
 
-    def __init__(self, job: Job, warn: Warn, *, keep_bytes: int = 0):
-        """`keep_bytes`: how much of what validation builds to keep for sending."""
+    def __init__(self, job: Job, warn: Warn):
         self.job = job
         self.warn = warn
         self.source = RecipientSource(job)
@@ -66,9 +68,6 @@ class Composer:
         self.images = (
             InlineImages(job, job.markdown) if job.markdown and job.inline_images else None
         )
-        # seq -> the recipient, and its message built with the stand-in Date and Message-ID
-        self._kept: dict[int, tuple[Recipient, bytes]] = {}
-        self._room = keep_bytes
 
     def recipients(
         self, problems: list[Problem], *, second_pass: bool = False, warn: Warn | None = None
@@ -143,23 +142,14 @@ class Composer:
         return f"<{run_id}.{seq}@{domain}>"
 
     def message_bytes(self, recipient: Recipient, *, message_id: str, date: str) -> bytes:
-        """The final message for a recipient: from what the validation pass kept, or anew."""
-        kept = self._kept.pop(recipient.seq, None)
-        if kept is None:
-            return self.build(self.compose(recipient), message_id=message_id, date=date)
-        data = _with_ids(kept[1], recipient.seq, self.message_id, message_id, date)
+        """The final message for a recipient, built anew."""
+        return self.build(self.compose(recipient), message_id=message_id, date=date)
+
+    def finish(self, built: Built, *, message_id: str, date: str) -> bytes:
+        """The final message from what the validation pass built: the same bytes as
+        `message_bytes`, without rendering and building it again."""
+        data = _with_ids(built.data, built.recipient.seq, self.message_id, message_id, date)
         return self.signer.signature(data) + data if self.signer is not None else data
-
-    def keep(self, recipient: Recipient, data: bytes) -> None:
-        size = len(data) + _KEPT_RECIPIENT
-        if size <= self._room:
-            self._kept[recipient.seq] = (recipient, data)
-            self._room -= size
-
-    def kept_recipient(self, seq: int) -> Recipient | None:
-        """The recipient the validation pass kept with its message, if it did."""
-        kept = self._kept.get(seq)
-        return kept[0] if kept is not None else None
 
     def build(self, message: Message, *, message_id: str, date: str) -> bytes:
         """The final bytes of a message: DKIM-signed when the job signs, within the size limit."""
@@ -200,9 +190,9 @@ def _with_ids(
     """Put the real Date and Message-ID in place of the validation pass's stand-ins."""
     # Each stand-in is a whole header line: a CRLF before it, never a space (a folded line).
     stand_ins = (
-        (b"\r\nDate: " + _PLACEHOLDER_DATE.encode(), b"\r\nDate: " + date.encode()),
+        (b"\r\nDate: " + _STAND_IN_DATE.encode(), b"\r\nDate: " + date.encode()),
         (
-            b"\r\nMessage-ID: " + make_id(_PLACEHOLDER_RUN, seq).encode(),
+            b"\r\nMessage-ID: " + make_id(STAND_IN_RUN_ID, seq).encode(),
             b"\r\nMessage-ID: " + message_id.encode(),
         ),
     )
@@ -240,15 +230,16 @@ class PartValidation(Struct):
                 self.hidden += 1
 
 
-def validate(composer: Composer, stage: Callable[[Staged], None] | None = None) -> Validation:
-    """Render and build every message once, without sending, and collect every problem."""
-    part = validate_part(composer, stage)
+def validate(composer: Composer, built: Callable[[Built], None] | None = None) -> Validation:
+    """Render and build every message once, without sending, and collect every problem; each
+    message built goes to `built`."""
+    part = validate_part(composer, built)
     return merge(composer, [part])
 
 
 def validate_part(
     composer: Composer,
-    stage: Callable[[Staged], None] | None = None,
+    built: Callable[[Built], None] | None = None,
     builds: Callable[[int], bool] | None = None,
     reports_rows: bool = True,
 ) -> PartValidation:
@@ -265,7 +256,7 @@ def validate_part(
             result.add((seq, 0), rows if reports_rows else ())
             rows.clear()
         if builds is None or builds(seq):
-            _validate_one(composer, recipient, result, stage)
+            _validate_one(composer, recipient, result, built)
     result.add((seq + 1, 0), rows if reports_rows else ())
     result.repeated_rows = composer.source.repeated_rows()
     return result
@@ -279,12 +270,12 @@ def _validate_one(
     composer: Composer,
     recipient: Recipient,
     result: PartValidation,
-    stage: Callable[[Staged], None] | None,
+    built: Callable[[Built], None] | None,
 ) -> None:
     try:
         message = composer.compose(recipient)
-        message_id = composer.message_id(_PLACEHOLDER_RUN, recipient.seq)
-        data, size = composer.check(message, message_id=message_id, date=_PLACEHOLDER_DATE)
+        message_id = composer.message_id(STAND_IN_RUN_ID, recipient.seq)
+        data, size = composer.check(message, message_id=message_id, date=_STAND_IN_DATE)
     except InvalidJobError as exc:
         result.add((recipient.seq, 1), exc.problems)
         return
@@ -292,9 +283,8 @@ def _validate_one(
     digest = hashlib.sha256(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
     digest.update(data)
     result.digest += int.from_bytes(digest.digest())
-    composer.keep(recipient, data)
-    if stage is not None:
-        stage(Staged(recipient.seq, recipient.email, size, message.attachment_names))
+    if built is not None:
+        built(Built(recipient, data, size, message.attachment_names))
 
 
 def merge(composer: Composer, parts: list[PartValidation]) -> Validation:

@@ -17,9 +17,11 @@ from batchmail.load.addresses import AddressError, Mailbox, has_line_break, mail
 from batchmail.load.job import display_path
 from batchmail.load.settings import Job
 from batchmail.load.yaml_file import load_yaml
-from batchmail.state.journal import CACHE_SIZE
 
 Warn = Callable[[str], None]
+# SQLite's page cache for the addresses seen, in KiB when negative: its default, 2 MiB, would
+# fill up with a list of 100,000 recipients, once in every process that reads the list.
+_SEEN_CACHE_SIZE = -512
 
 
 class Recipient(Struct, frozen=True):
@@ -104,7 +106,7 @@ class _SeenAddresses:
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("")  # "": a temporary file, deleted when closed
-        self.db.execute(f"PRAGMA cache_size={CACHE_SIZE}")
+        self.db.execute(f"PRAGMA cache_size={_SEEN_CACHE_SIZE}")
         self.db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, origin TEXT) WITHOUT ROWID")
 
     def first_origin(self, key: str, origin: str) -> str | None:

@@ -9,17 +9,25 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from batchmail.build.compose import Composer, Validation, validate
+from batchmail.build.compose import (
+    Built,
+    Composer,
+    PartValidation,
+    Validation,
+    merge,
+    validate_part,
+)
 from batchmail.errors import StateError
 from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
+from batchmail.send.kept import KeptMessages
 from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
 from batchmail.send.processes import SendingProcesses
 from batchmail.send.runner import Event, Runner
 from batchmail.send.share import WHOLE, Share
 from batchmail.state.job_lock import job_lock
 from batchmail.state.journal import Journal, journal_path
-from batchmail.state.records import Run
+from batchmail.state.records import Run, Staged
 from batchmail.transport.contract import Transport
 from batchmail.transport.credentials import Credentials
 
@@ -63,6 +71,7 @@ class Invocation:
         self.on_event = on_event
         self.on_share_sent = on_share_sent
         self.skip_unknown = skip_unknown
+        self.kept = KeptMessages(composer)
         self._stack = ExitStack()
         self._team: SendingProcesses | None = None
 
@@ -72,6 +81,7 @@ class Invocation:
                 self.processes,
                 self.composer,
                 self.journal,
+                validate=self.validate_share,
                 runner=self.runner,
                 credentials=self.credentials,
                 on_share_sent=self.on_share_sent,
@@ -85,9 +95,23 @@ class Invocation:
     def validate(self) -> Validation:
         """The validation pass, here or in the forked processes (each its share)."""
         if self._team is None:
-            with self.journal.staging() as stage:
-                return validate(self.composer, stage)
+            return merge(self.composer, [self.validate_share(self.journal)])
         return self._team.validation()
+
+    def validate_share(self, journal: Journal, share: Share = WHOLE) -> PartValidation:
+        """The validation pass over a share: each message built is staged in the journal, and
+        kept for sending while there is room."""
+        keep = self.kept.keep
+        with journal.staging() as stage:
+
+            def built(message: Built) -> None:
+                recipient = message.recipient
+                stage(
+                    Staged(recipient.seq, recipient.email, message.size, message.attachment_names)
+                )
+                keep(message)
+
+            return validate_part(self.composer, built, share.holds, share.first)
 
     def send(self, run: Run) -> tuple[Halt | None, int]:
         """Send what `run` still needs; the halt, if any, and how many messages went."""
@@ -130,6 +154,7 @@ class Invocation:
             limiter,
             time.time,
             self.stop,
+            self.kept,
             on_event=self.on_event,
             skip_unknown=self.skip_unknown,
             share=share,

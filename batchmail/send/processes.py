@@ -25,7 +25,7 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from batchmail.build.compose import Composer, PartValidation, Validation, merge, validate_part
+from batchmail.build.compose import Composer, PartValidation, Validation, merge
 from batchmail.errors import EXIT_SOFTWARE, BatchmailError, InvalidJobError, Problem
 from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
@@ -86,6 +86,7 @@ class _ShareWork(Struct):
 
     composer: Composer
     journal_file: Path
+    validate_share: Callable[[Journal, Share], PartValidation]
     runner: Callable[[Journal, Share, int], Runner]  # for a journal, a share, its sessions
     processes: int
     credentials: Credentials | None
@@ -100,8 +101,7 @@ class _ShareWork(Struct):
         # An SQLite connection of its own: one must never cross a fork.
         job = self.composer.job
         self.journal = Journal(self.journal_file, job.name, write_lock=self.write_lock)
-        with self.journal.staging() as stage:
-            return validate_part(self.composer, stage, share.holds, share.first)
+        return self.validate_share(self.journal, share)
 
     def send(self, share: Share, go: Go) -> tuple[Halt | None, int]:
         assert self.journal is not None
@@ -131,12 +131,16 @@ class SendingProcesses:
         composer: Composer,
         journal: Journal,
         *,
+        validate: Callable[[Journal, Share], PartValidation],
         runner: Callable[[Journal, Share, int], Runner],
         credentials: Credentials | None,
         on_share_sent: Callable[[], None],
     ) -> SendingProcesses:
-        """`runner`: the send loop for a journal, a share and its number of sessions."""
-        work = _ShareWork(composer, journal.path, runner, processes, credentials, on_share_sent)
+        """`validate`: the validation pass over a share, writing to a journal; `runner`: the
+        send loop for a journal, a share and its number of sessions."""
+        work = _ShareWork(
+            composer, journal.path, validate, runner, processes, credentials, on_share_sent
+        )
         with journal.disconnected():
             return cls(processes, work)
 

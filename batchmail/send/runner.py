@@ -20,6 +20,7 @@ from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient
 from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
+from batchmail.send.kept import KeptMessages
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
 from batchmail.send.share import WHOLE, Share
 from batchmail.state.journal import Journal
@@ -90,6 +91,7 @@ class Runner(Struct):
     limiter: RateLimiter
     clock: Clock
     stop: threading.Event
+    kept: KeptMessages  # what the validation pass built, to send without building it again
     on_event: Callable[[Event], None] = lambda event: None
     skip_unknown: bool = False
     share: Share = WHOLE  # the recipients this runner sends
@@ -134,7 +136,7 @@ class Runner(Struct):
         pass kept, else streamed from a second pass over the recipients."""
         stream: Iterator[Recipient] | None = None
         for seq in self._seqs_to_send(run):
-            recipient = self.composer.kept_recipient(seq)
+            recipient = self.kept.recipient(seq)
             if recipient is None:
                 stream = stream or self.composer.recipients([], second_pass=True)
                 recipient = next((r for r in stream if r.seq == seq), None)
@@ -254,7 +256,7 @@ class Runner(Struct):
 
     def _envelope(self, recipient: Recipient, message_id: str) -> Envelope:
         date = date_header(self.clock())
-        data = self.composer.message_bytes(recipient, message_id=message_id, date=date)
+        data = self.kept.message_bytes(recipient, message_id=message_id, date=date)
         return Envelope(self._route(recipient), data)
 
     def _route(self, recipient: Recipient) -> Route:

@@ -11,18 +11,17 @@ chosen.
 from __future__ import annotations
 
 import hashlib
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from batchmail.build.run_id import new_run_id
 from batchmail.errors import StateError
 from batchmail.state.fold import APPLY, BEGIN, FINISH, changes_of
 from batchmail.state.record_log import RecordLog, logs_with_prefix, read_records
@@ -80,11 +79,6 @@ _RETRIED = (DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.DEFERRED)
 # A stored state's member by a dictionary lookup: thirty times cheaper than calling the enum,
 # for every row of a report of a million recipients.
 _STATES = {state.value: state for state in DeliveryState}
-
-
-def new_run_id(now: float) -> str:
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
 
 
 class Residue(Protocol):
