@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from batchmail.errors import StateError
-from batchmail.state.journal import Journal, journal_path
+from batchmail.state.journal import FOLD_EVERY, Journal, journal_path
 from batchmail.state.records import Run, Staged
 
 
@@ -152,3 +154,54 @@ def test_a_damaged_log_is_an_error_naming_it(tmp_path: Path) -> None:
         later.fold_logs()
     assert states(tmp_path)[0] == (1, "pending", 0)  # nothing of it applied
     assert later.reached(run.run_id) == 0  # and the journal is still usable
+
+
+def test_reads_never_fail_while_another_thread_writes_and_another_connection_commits(
+    tmp_path: Path,
+) -> None:
+    """One thread reads what is left to send, one record at a time, while another thread of the
+    same journal folds records in and another connection (another sending process's) commits
+    all along: nothing fails (this once ended in SQLITE_BUSY_SNAPSHOT, exit 74)."""
+    count = 3 * FOLD_EVERY
+    journal, run = started_run(tmp_path, count=count)
+    other = Journal(journal_path(tmp_path), "job")
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def body() -> None:
+            try:
+                work()
+            except BaseException as exc:
+                failures.append(exc)
+
+        return body
+
+    def read() -> None:
+        after = 0
+        while not done.is_set():
+            seqs = journal.to_send(run, after, 1, False)
+            after = seqs[0] if seqs else 0
+
+    def write() -> None:
+        for seq in range(1, count + 1, 2):  # folded every FOLD_EVERY records
+            journal.begin(run, seq)
+            journal.finish(run, seq, "sent", 250, "ok")
+
+    def commit() -> None:
+        for seq in range(2, count + 1, 2):
+            other.begin(run, seq)
+            other.finish(run, seq, "sent", 250, "ok")
+            other.fold_own_log()
+
+    threads = [threading.Thread(target=guarded(work)) for work in (read, write, commit)]
+    for thread in threads:
+        thread.start()
+    for thread in threads[1:]:
+        thread.join()
+    done.set()
+    threads[0].join()
+    journal.fold_logs()
+
+    assert failures == []
+    assert journal.to_send(run, 0, count, False) == []

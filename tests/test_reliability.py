@@ -16,7 +16,6 @@ import pytest
 from smtpserver import Received, Script, SmtpServer, SmtpServerFactory
 from support import make_job, parse, recipients, report_of, run_cli
 
-from batchmail.send import runner
 from batchmail.state.job_lock import job_lock
 
 
@@ -639,26 +638,6 @@ def test_the_state_dir_comes_from_the_option_or_the_environment(
     elsewhere = run_cli(capsys, "run", job, "--state-dir", tmp_path / "from-option")
     assert "3 sent" in elsewhere.out  # another journal knows nobody: the option wins
     assert (tmp_path / "from-option" / "journal.sqlite3").is_file()
-
-
-def test_parallel_processes_journal_under_read_write_pressure(
-    tmp_path: Path,
-    smtp_server: SmtpServerFactory,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Reads of the journal by one thread while another writes, with a second process
-    committing all along: none may fail (this once ended in SQLITE_BUSY_SNAPSHOT, exit 74)."""
-    monkeypatch.setattr(runner, "_CHUNK", 1)  # read the journal for every message
-    server = smtp_server()
-    people = [{"email": f"u{i}@example.com", "name": "N", "team": "t"} for i in range(2000)]
-    job = make_job(
-        tmp_path, server.port, recipients=people, attachments=[], rate={"connections": 2}
-    )
-    result = run_cli(capsys, "run", job)
-
-    assert result.code == 0, result.err
-    assert len(delivered(server)) == 2000
 
 
 def test_parallel_validation_refuses_a_problem_in_any_share_and_lists_all_in_order(
