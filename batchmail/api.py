@@ -14,7 +14,7 @@ from msgspec import Struct, field, structs
 
 from batchmail.build.compose import Composer, Validation, validate
 from batchmail.errors import ConnectFailure, InvalidJobError, invalid
-from batchmail.load.job import SchemaVerdict, display_path, load_job
+from batchmail.load.job import display_path, load_job
 from batchmail.load.recipients import Warn
 from batchmail.load.settings import Job, RateSettings, SmtpSettings
 from batchmail.outputs.report import full_summary
@@ -63,7 +63,6 @@ class RunOptions(Struct):
     step_summary: Path | None = None  # GitHub Actions' $GITHUB_STEP_SUMMARY
     processes: int | None = None  # sending processes; None: one per core when nothing paces
     expected_digest: str | None = None  # refuse unless the inputs are exactly these
-    schema_verdict: SchemaVerdict | None = None  # the job file's schema, checked beforehand
     # Instead of the job's SMTP server, and in this process: `lambda: MemoryTransport(outbox)`.
     transports: Callable[[], Transport] | None = None
 
@@ -83,10 +82,9 @@ def validate_job(
     path: Path,
     warn: Warn = _ignore,
     expect_count: int | None = None,
-    verdict: SchemaVerdict | None = None,
 ) -> tuple[Job, Validation]:
     """Load, render and build every message; raise InvalidJobError listing every problem."""
-    job = load_job(path, verdict=verdict)
+    job = load_job(path)
     validation = validate(Composer(job, warn))
     check_count(job, validation, expect_count)
     return job, validation
@@ -104,7 +102,7 @@ def check_count(job: Job, validation: Validation, expected: int | None) -> None:
 def run_job(path: Path, options: RunOptions) -> RunResult:
     """Validate everything, then send (or preview) what still needs sending, and report."""
     started = time.time()
-    job = load_job(path, options.environ, options.schema_verdict)
+    job = load_job(path, options.environ)
     if options.dry_run:  # sends nothing, so nothing paces it: as fast as an unpaced run
         job = structs.replace(job, rate=RateSettings(connections=job.rate.connections))
     composer = Composer(job, options.warn)

@@ -17,7 +17,7 @@ from batchmail import __version__
 from batchmail.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, BatchmailError
 from batchmail.load.job import display_path
 from batchmail.load.schema import schema_text
-from batchmail.load.schema_check import EarlySchemaCheck
+from batchmail.load.schema_check import start_schema_check
 from batchmail.outputs.progress import Display
 
 # run and validate import what renders and sends (api and the modules it loads) only after
@@ -127,10 +127,10 @@ def warn(message: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    verdict = EarlySchemaCheck.start(args.job)
+    start_schema_check(args.job)
     from batchmail.api import validate_job  # noqa: PLC0415 - see the imports
 
-    job, result = validate_job(args.job, warn, args.expect_count, verdict)
+    job, result = validate_job(args.job, warn, args.expect_count)
     print(f"{display_path(job.path)}: valid: {result.count} messages")
     return EXIT_OK
 
@@ -145,7 +145,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    verdict = EarlySchemaCheck.start(args.job)
+    start_schema_check(args.job)
     from batchmail.api import RunOptions, run_job  # noqa: PLC0415 - see the imports
     from batchmail.outputs.report import summary_line  # noqa: PLC0415
     from batchmail.send.events import EventPipe  # noqa: PLC0415
@@ -170,7 +170,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 junit=args.junit,
                 failed_csv=args.failed_csv,
                 step_summary=Path(summary_file) if summary_file else None,
-                schema_verdict=verdict,
             )
             with _signals_set(options.stop):
                 result = run_job(args.job, options)

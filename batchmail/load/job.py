@@ -35,8 +35,18 @@ _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class SchemaVerdict(Protocol):
-    def problems(self, text: str, environ: Mapping[str, str]) -> list[Problem] | None:
-        """The schema problems of the job file with this text, if known for this environment."""
+    def problems(self, path: Path, text: str, environ: Mapping[str, str]) -> list[Problem] | None:
+        """The schema problems of this job file with this text, if known for this environment."""
+
+
+# A check of a job file's schema started ahead of load_job, which takes its answer once.
+_ahead: list[SchemaVerdict] = []
+
+
+def expect_schema_verdict(verdict: SchemaVerdict) -> None:
+    """The next load_job takes the schema problems from `verdict`, if it has them for that file,
+    text and environment; it checks the schema itself otherwise."""
+    _ahead[:] = [verdict]
 
 
 def display_path(path: Path) -> str:
@@ -50,16 +60,15 @@ def display_path(path: Path) -> str:
 def load_job(
     path: str | os.PathLike[str],
     environ: Mapping[str, str] | None = None,
-    verdict: SchemaVerdict | None = None,
 ) -> Job:
     """Read, interpolate, validate and convert a job file.
 
-    Raises InvalidJobError listing every problem found, not only the first. `verdict`: the
-    schema problems found elsewhere for the same text and environment, when there are.
+    Raises InvalidJobError listing every problem found, not only the first.
     """
     job_path = Path(path).absolute()
+    ahead = _ahead.pop() if _ahead else None
     text, hook, doc = _parse(job_path, os.environ if environ is None else environ)
-    found = verdict.problems(text, hook.environ) if verdict is not None else None
+    found = ahead.problems(job_path, text, hook.environ) if ahead is not None else None
     # A value emptied by an unset variable would also fail the schema: say it once.
     unset = {p.what for p in hook.problems}
     schema = found if found is not None else schema_problems(doc)
