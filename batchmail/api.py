@@ -54,7 +54,6 @@ class RunOptions(Struct):
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     stop: threading.Event = field(default_factory=threading.Event)  # set it to interrupt
     on_event: Callable[[Event], None] = _ignore  # from this process and the sending ones
-    on_share_sent: Callable[[], None] = lambda: None  # in a sending process, at its end
     on_start: Callable[[int, Job, str], None] = lambda to_send, job, run_id: None
     warn: Warn = _ignore
     expect_count: int | None = None  # refuse the job unless it has exactly this many recipients
@@ -119,7 +118,6 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             processes=1 if options.transports else options.processes or sending_processes(job),
             stop=options.stop,
             on_event=options.on_event,
-            on_share_sent=options.on_share_sent,
             skip_unknown=options.skip_unknown,
         )
         stack.enter_context(invocation)

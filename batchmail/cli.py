@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import signal
 import sys
@@ -150,7 +149,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchmail.outputs.report import summary_line  # noqa: PLC0415
     from batchmail.send.events import EventPipe  # noqa: PLC0415
 
-    gc.freeze()  # the modules loaded stay for the whole run: the collector can skip them
     live = sys.stdout.isatty() and sys.stderr.isatty()
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     with Display(live=live, quiet=args.quiet, batch=None, log=args.log) as display:
@@ -163,7 +161,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 state_dir=args.state_dir,
                 skip_unknown=args.on_unknown == "skip",
                 on_event=events.emit,
-                on_share_sent=events.flush,
                 on_start=display.start,
                 warn=warn,
                 expect_count=args.expect_count,

@@ -14,10 +14,12 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import msgspec
 
+from batchmail.send.processes import at_share_end
 from batchmail.send.runner import Event
 from batchmail.state.states import DELIVERED
 
@@ -64,6 +66,7 @@ class EventPipe:
         self._batch: list[bytes] = []  # a forked process's lines, not written yet
         self._batch_lock = threading.Lock()
         self._written = 0.0
+        self._flushed = ExitStack()
         # A lock that another thread held at the fork would stay locked in the child.
         os.register_at_fork(after_in_child=self._forked)
 
@@ -72,9 +75,11 @@ class EventPipe:
 
     def __enter__(self) -> EventPipe:
         self._reader.start()
+        self._flushed.enter_context(at_share_end(self.flush))
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._flushed.close()
         os.close(self._write)  # the reader sees the end once every forked copy is closed too
         self._reader.join()
         os.close(self._read)

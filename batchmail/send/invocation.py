@@ -58,7 +58,6 @@ class Invocation:
         processes: int,
         stop: threading.Event,
         on_event: Callable[[Event], None],
-        on_share_sent: Callable[[], None],
         skip_unknown: bool,
     ):
         self.job: Job = composer.job
@@ -69,7 +68,6 @@ class Invocation:
         self.processes = processes
         self.stop = stop
         self.on_event = on_event
-        self.on_share_sent = on_share_sent
         self.skip_unknown = skip_unknown
         self.kept = KeptMessages(composer)
         self._stack = ExitStack()
@@ -84,7 +82,6 @@ class Invocation:
                 validate=self.validate_share,
                 runner=self.runner,
                 credentials=self.credentials,
-                on_share_sent=self.on_share_sent,
             )
             self._team = self._stack.enter_context(team)
         return self

@@ -17,8 +17,8 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,21 @@ class ProcessError(BatchmailError):
         self.exit_code = exit_code
 
 
+# Called in a sending process when it has sent its share, before it reports to the parent.
+_AT_SHARE_END: list[Callable[[], None]] = []
+
+
+@contextmanager
+def at_share_end(hook: Callable[[], None]) -> Iterator[None]:
+    """While in this block, each sending process calls `hook` when it has sent its share: to
+    pass on what it held back for the parent (batched events, say)."""
+    _AT_SHARE_END.append(hook)
+    try:
+        yield
+    finally:
+        _AT_SHARE_END.remove(hook)
+
+
 def sending_processes(job: Job) -> int:
     """One process per core, up to one per connection, when nothing paces the job: a rate limit
     must hold across all sessions, which one process's send loop holds exactly."""
@@ -90,7 +105,6 @@ class _ShareWork(Struct):
     runner: Callable[[Journal, Share, int], Runner]  # for a journal, a share, its sessions
     processes: int
     credentials: Credentials | None
-    on_share_sent: Callable[[], None]
     # The processes' turns at writing the journal.
     write_lock: AbstractContextManager[Any] = field(
         default_factory=lambda: multiprocessing.get_context("fork").Lock()
@@ -112,7 +126,8 @@ class _ShareWork(Struct):
         try:
             halt = runner.run(go.run)
         finally:
-            self.on_share_sent()
+            for hook in _AT_SHARE_END:
+                hook()
         if halt is None or halt.error is None:  # after an error, the parent or the next run
             # Here, while other processes may still send, rather than in the parent afterwards.
             self.journal.fold_own_log()
@@ -134,13 +149,10 @@ class SendingProcesses:
         validate: Callable[[Journal, Share], PartValidation],
         runner: Callable[[Journal, Share, int], Runner],
         credentials: Credentials | None,
-        on_share_sent: Callable[[], None],
     ) -> SendingProcesses:
         """`validate`: the validation pass over a share, writing to a journal; `runner`: the
         send loop for a journal, a share and its number of sessions."""
-        work = _ShareWork(
-            composer, journal.path, validate, runner, processes, credentials, on_share_sent
-        )
+        work = _ShareWork(composer, journal.path, validate, runner, processes, credentials)
         with journal.disconnected():
             return cls(processes, work)
 
