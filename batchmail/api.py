@@ -13,26 +13,23 @@ from pathlib import Path
 from msgspec import Struct, field, structs
 
 from batchmail.build.compose import Composer, Validation, validate
-from batchmail.errors import ConnectFailure, InvalidJobError, invalid
+from batchmail.errors import InvalidJobError, invalid
 from batchmail.load.job import display_path, load_job
 from batchmail.load.recipients import Warn
 from batchmail.load.settings import Job, RateSettings, SmtpSettings
 from batchmail.outputs.report import full_summary
 from batchmail.outputs.run_outputs import RunOutputs
-from batchmail.send.halt import HaltReason
 from batchmail.send.invocation import Invocation, open_journal
 from batchmail.send.job_preview import JobPreview as JobPreview  # noqa: PLC0414 - the face's types
 from batchmail.send.job_preview import Screen, preview_job
 from batchmail.send.job_preview import ShownMessage as ShownMessage  # noqa: PLC0414 - the face's types
-from batchmail.send.processes import sending_processes
-from batchmail.send.run_status import exit_code, run_status
-from batchmail.send.runner import Event, choose_run
+from batchmail.send.runner import Event
 from batchmail.send.single import Attached as Attached  # noqa: PLC0414 - the face's types
 from batchmail.send.single import FileToAttach as FileToAttach  # noqa: PLC0414 - the face's types
 from batchmail.send.single import OneMessage as OneMessage  # noqa: PLC0414 - the face's types
 from batchmail.send.single import SentOne as SentOne  # noqa: PLC0414 - the face's types
 from batchmail.send.single import send_one as send_single
-from batchmail.state.states import DeliveryState, RunStatus
+from batchmail.state.states import RunStatus
 from batchmail.transport.contract import Transport
 from batchmail.transport.credentials import Credentials
 from batchmail.transport.folder import FolderTransport
@@ -98,6 +95,12 @@ def check_count(job: Job, validation: Validation, expected: int | None) -> None:
         )
 
 
+def dry_run(path: Path, options: RunOptions | None = None) -> RunResult:
+    """A dry run: validate and render everything, and write one .eml per recipient and the
+    preview page into `options.out`; no connection, no credentials, no pace."""
+    return run_job(path, structs.replace(options or RunOptions(), dry_run=True))
+
+
 def run_job(path: Path, options: RunOptions) -> RunResult:
     """Validate everything, then send (or preview) what still needs sending, and report."""
     started = time.time()
@@ -115,7 +118,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             journal,
             target.transports,
             target.credentials,
-            processes=1 if options.transports else options.processes or sending_processes(job),
+            processes=1 if options.transports else options.processes,
             stop=options.stop,
             on_event=options.on_event,
             skip_unknown=options.skip_unknown,
@@ -140,30 +143,20 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             journal.clear_staging()
             outputs.write_invalid(exc.lines())
             raise
-        try:
-            run = choose_run(journal, job, validation, new_run=options.new_run or options.dry_run)
-        except InvalidJobError:
-            journal.clear_staging()
-            raise
-        if target.credentials is not None:
-            target.credentials.prepare()  # after validation: an invalid job contacts nothing
-        options.on_start(
-            run.total - journal.summary(run).get(DeliveryState.SKIPPED, 0), job, run.run_id
-        )
-        halt, sent_now = invocation.send(run)
-        connect_failed = halt is not None and halt.reason == HaltReason.CONNECTION and not sent_now
-        summary = full_summary(journal.summary(run))
-        status = run_status(halt, summary, connect_failed)
-        journal.end_invocation(run, status)
-        message = halt.message if halt else None
-        outputs.write(journal, run, status, summary, message)
-        if halt is not None and halt.reason == HaltReason.ERROR and halt.error is not None:
-            raise halt.error
-        if connect_failed and halt is not None:
-            raise ConnectFailure(f"{halt.message}; nothing was sent")
-        code = exit_code(halt, summary)
+        new_run = options.new_run or options.dry_run
+        ending = invocation.run(validation, new_run=new_run, on_start=options.on_start)
+        summary = full_summary(ending.counts)
+        outputs.write(journal, ending.run, ending.status, summary, ending.message)
+        ending.raise_failure()
         return RunResult(
-            job.name, run.run_id, status, code, summary, target.report, message, target.out
+            job.name,
+            ending.run.run_id,
+            ending.status,
+            ending.exit_code,
+            summary,
+            target.report,
+            ending.message,
+            target.out,
         )
     raise AssertionError("unreachable")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from support import make_job, report_of
 
-from batchmail.api import RunOptions, run_job
+from batchmail.api import RunOptions, dry_run
 
 PACED = {"per_second": 5, "batch_size": 100, "batch_pause": 10, "connections": 2}
 
@@ -34,8 +34,7 @@ def test_a_dry_run_never_waits_for_the_pace(tmp_path: Path) -> None:
     job = make_job(tmp_path, recipients=None, recipients_file="people.csv", rate=rate)
     _write_people(tmp_path / "people.csv", 5)
     stop = NoWaiting()
-    options = RunOptions(dry_run=True, out=tmp_path / "out", stop=stop, processes=1)
-    result = run_job(job, options)
+    result = dry_run(job, RunOptions(out=tmp_path / "out", stop=stop, processes=1))
 
     assert (result.exit_code, result.summary["previewed"]) == (0, 5)
     assert stop.waits == []

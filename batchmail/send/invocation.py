@@ -17,17 +17,19 @@ from batchmail.build.compose import (
     merge,
     validate_part,
 )
-from batchmail.errors import StateError
+from batchmail.errors import InvalidJobError, StateError
 from batchmail.load.settings import Job
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.kept import KeptMessages
 from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
-from batchmail.send.processes import SendingProcesses
-from batchmail.send.runner import Event, Runner
+from batchmail.send.processes import SendingProcesses, sending_processes
+from batchmail.send.run_status import Ending
+from batchmail.send.runner import Event, Runner, choose_run
 from batchmail.send.share import WHOLE, Share
 from batchmail.state.job_lock import job_lock
 from batchmail.state.journal import Journal, journal_path
 from batchmail.state.records import Run, Staged
+from batchmail.state.states import DeliveryState
 from batchmail.transport.contract import Transport
 from batchmail.transport.credentials import Credentials
 
@@ -55,7 +57,7 @@ class Invocation:
         transports: Callable[[], Transport],
         credentials: Credentials | None,
         *,
-        processes: int,
+        processes: int | None,
         stop: threading.Event,
         on_event: Callable[[Event], None],
         skip_unknown: bool,
@@ -65,7 +67,8 @@ class Invocation:
         self.journal = journal
         self.transports = transports
         self.credentials = credentials
-        self.processes = processes
+        # One process per core when nothing paces the job, unless the caller says.
+        self.processes = processes or sending_processes(self.job)
         self.stop = stop
         self.on_event = on_event
         self.skip_unknown = skip_unknown
@@ -110,7 +113,30 @@ class Invocation:
 
             return validate_part(self.composer, built, share.holds, share.first)
 
-    def send(self, run: Run) -> tuple[Halt | None, int]:
+    def run(
+        self,
+        validation: Validation,
+        *,
+        new_run: bool,
+        on_start: Callable[[int, Job, str], None],
+    ) -> Ending:
+        """Resume or start the job's run, send what it still needs, and record how it ended.
+        `on_start`: told how many messages are to go, the job and the run id."""
+        try:
+            run = choose_run(self.journal, self.job, validation, new_run=new_run)
+        except InvalidJobError:
+            self.journal.clear_staging()
+            raise
+        if self.credentials is not None:
+            self.credentials.prepare()  # after validation: an invalid job contacts nothing
+        counts = self.journal.summary(run)
+        on_start(run.total - counts.get(DeliveryState.SKIPPED, 0), self.job, run.run_id)
+        halt, sent_now = self._send(run)
+        ending = Ending(run, halt, self.journal.summary(run), sent_now)
+        self.journal.end_invocation(run, ending.status)
+        return ending
+
+    def _send(self, run: Run) -> tuple[Halt | None, int]:
         """Send what `run` still needs; the halt, if any, and how many messages went."""
         if self._team is None:
             runner = self.runner(self.journal)
