@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 from support import cli, make_job, parse, report_of
 
@@ -42,6 +42,21 @@ def test_a_dry_run_finds_the_eml_of_a_recipient_at_an_idn_domain(
     assert [r["status"] for r in report["recipients"]] == ["previewed"]
 
 
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [
+        ("alice@example.com", "000012-alice@example.com.eml"),
+        ("idn@xn--bcher-kva.example", "000012-idn@bücher.example.eml"),
+        ("Idn@BÜCHER.example", "000012-Idn@bücher.example.eml"),
+        ("josé@bücher.example", "000012-josé@bücher.example.eml"),
+        ("张伟@例子.中国", "000012-张伟@例子.中国.eml"),
+        ("a/%/b@example.org", "000012-a___b@example.org.eml"),
+    ],
+)
+def test_an_eml_is_named_by_the_address_as_people_write_it(address: str, name: str) -> None:
+    assert eml_name(12, address) == name
+
+
 # Addresses as people write them: local parts and domain labels of letters and digits of any
 # script, with the punctuation an address allows; `addresses` keeps those `mailbox()` accepts.
 _ATEXT = "!#$%&'*+-/=?^_`{|}~."
@@ -63,6 +78,10 @@ def addresses(draw: st.DrawFn) -> Mailbox:
         reject()
 
 
+# 237 bytes in UTF-8: its name is cut to stay within 255 bytes.
+LONGEST = mailbox("a" * 64 + "@" + ".".join(["中文" * 9] * 3) + ".example")
+
+
 def is_one_safe_component(name: str) -> bool:
     return (
         name not in ("", ".", "..")
@@ -74,6 +93,8 @@ def is_one_safe_component(name: str) -> bool:
 
 @settings(max_examples=200, deadline=None)
 @given(addresses(), st.integers(1, 10**7))
+@example(LONGEST, 10**7)
+@example(mailbox("a/%/b@example.org"), 1)  # a slash is atext (RFC 5322 3.2.3)
 def test_an_eml_name_is_one_safe_path_component_from_any_form_of_the_address(
     box: Mailbox, seq: int
 ) -> None:
@@ -88,6 +109,7 @@ def test_an_eml_name_is_one_safe_path_component_from_any_form_of_the_address(
 
 @settings(max_examples=200, deadline=None)
 @given(addresses())
+@example(LONGEST)
 def test_the_folder_transport_writes_the_eml_under_its_name(box: Mailbox) -> None:
     route = Route(7, "reports@example.com", box.envelope_address, box.smtputf8)
     with tempfile.TemporaryDirectory() as folder:
@@ -102,6 +124,7 @@ def test_the_folder_transport_writes_the_eml_under_its_name(box: Mailbox) -> Non
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(addresses())
+@example(LONGEST)
 def test_a_dry_run_writes_and_finds_the_eml_of_any_address(box: Mailbox) -> None:
     """Without a display name: a name beside a non-ASCII local part is another matter."""
     with tempfile.TemporaryDirectory() as folder:
