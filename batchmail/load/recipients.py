@@ -220,6 +220,8 @@ def _jsonl_stream(stream: TextIO, shown: str) -> Iterator[_Row]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise invalid(origin, f"invalid JSON: {exc.msg}") from None
+        except RecursionError:  # the decoder recurses once a level
+            raise invalid(origin, "nested too deep to read: refused") from None
         yield _Row(_as_mapping(item, origin), origin)
 
 
