@@ -1,0 +1,93 @@
+"""`batchmail mcp`'s tool arguments and error lines, as an agent meets them through the SDK's
+stdio client: schemas that say what is required and within which bounds, one-line refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcpsupport import Setup, connect, make_setup
+from smtpserver import SmtpServerFactory
+from support import make_job
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def setup(tmp_path: Path, smtp_server: SmtpServerFactory, ca_file: Path) -> Setup:
+    return make_setup(tmp_path, smtp_server, ca_file)
+
+
+def one_line(error: str) -> None:
+    assert "http" not in error
+    assert "validation error" not in error.lower()
+    assert "pydantic" not in error.lower()
+
+
+async def test_a_missing_or_mistyped_argument_is_one_line_naming_it(setup: Setup) -> None:
+    async with connect(setup.env, setup.root) as mcp:
+        missing = await mcp.refused("send_email", subject="Hi", body="x\n")
+        mistyped = await mcp.refused("preview_job", path="job/job.yaml", limit="many")
+        listed = await mcp.refused(
+            "send_email", to="user1@example.com", subject="Hi", body="x\n", attachments="a.pdf"
+        )
+    for error in (missing, mistyped, listed):
+        one_line(error)
+    assert missing.startswith("send_email: ")
+    assert "'to'" in missing
+    assert "missing" in missing
+    assert "'limit'" in mistyped
+    assert "whole number" in mistyped or "integer" in mistyped
+    assert "'attachments'" in listed
+    assert setup.mail_server.connections == 0
+
+
+async def test_numeric_arguments_are_bounded_in_the_schema_not_clamped(setup: Setup) -> None:
+    async with connect(setup.env, setup.root) as mcp:
+        tools = {tool.name: tool for tool in (await mcp.session.list_tools()).tools}
+        too_many = await mcp.refused("preview_job", path="job/job.yaml", limit=50)
+        too_few = await mcp.refused("preview_job", path="job/job.yaml", limit=0)
+        most = await mcp.ok("preview_job", path="job/job.yaml", limit=20)
+    limit = tools["preview_job"].input_schema["properties"]["limit"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 20, 3)
+    for error in (too_many, too_few):
+        one_line(error)
+        assert "'limit'" in error
+    assert "20" in too_many
+    assert "1" in too_few
+    assert len(most["previews"]) == 3  # the job has three recipients
+
+
+async def test_the_token_is_required_where_it_is_required(setup: Setup) -> None:
+    async with connect(setup.env, setup.root) as mcp:
+        tools = {tool.name: tool for tool in (await mcp.session.list_tools()).tools}
+        missing = await mcp.refused("run_job", path="job/job.yaml")
+    assert set(tools["run_job"].input_schema["required"]) == {"path", "token"}
+    assert set(tools["preview_job"].input_schema["required"]) == {"path"}
+    one_line(missing)
+    assert "'token'" in missing
+    assert "preview it first" in missing
+    assert setup.jobs_server.connections == 0
+
+
+async def test_error_locations_are_relative_to_the_root_not_the_working_directory(
+    setup: Setup, tmp_path: Path
+) -> None:
+    broken = make_job(setup.root / "broken", 25, rate={"bogus": 1}, attachments=["nothing/*.pdf"])
+    assert setup.root.parent == tmp_path
+    async with connect(setup.env, tmp_path) as mcp:  # the client's choice of directory
+        invalid = await mcp.call("validate_job", path="broken/job.yaml")
+        broken.write_text(broken.read_text().replace("  bogus: 1\n", ""), encoding="utf-8")
+        unmatched = await mcp.refused("validate_job", path="broken/job.yaml")
+    errors = invalid.structured_content["errors"]  # type: ignore[index]
+    assert errors
+    assert all(line.startswith("broken/job.yaml:") for line in errors), errors
+    assert unmatched.startswith("broken/job.yaml:")
+    assert str(setup.root) not in unmatched
+    assert "root/" not in unmatched
+    assert "(looked in broken)" in unmatched
