@@ -11,11 +11,14 @@ import sys
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
+from pydantic import Field, ValidationError
 
 from batchmail import __version__
+from batchmail.agents.arguments import refusal
 from batchmail.agents.policy import Policy, PolicyError
+from batchmail.agents.results import Results
 from batchmail.agents.tools import BatchmailTools
 from batchmail.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 
@@ -53,10 +56,28 @@ DESCRIPTIONS = {
 }
 
 
+class _Server(MCPServer[Any]):
+    """The SDK's server, refusing arguments that do not fit a tool's schema in one line."""
+
+    def __init__(self, results: Results):
+        super().__init__(
+            "batchmail", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+        )
+        self.results = results
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Any = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            return self.results.failure(refusal(name, exc.__cause__), {})
+
+
 def build_server(tools: BatchmailTools) -> MCPServer[Any]:
-    server: MCPServer[Any] = MCPServer(
-        "batchmail", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
-    )
+    server = _Server(tools.results)
     call = tools.results.call
 
     @server.tool(description=DESCRIPTIONS["validate_job"], annotations=_READ_ONLY)
