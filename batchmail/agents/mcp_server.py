@@ -87,14 +87,16 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
     @server.tool(description=DESCRIPTIONS["preview_job"], annotations=_READ_ONLY)
     def preview_job(
         path: JobPath,
-        limit: Annotated[int, Field(description=f"messages to show, 1 to {MAX_PREVIEW}")] = 3,
+        limit: Annotated[
+            int, Field(ge=1, le=MAX_PREVIEW, description=f"messages to show, 1 to {MAX_PREVIEW}")
+        ] = 3,
     ) -> CallToolResult:
-        return call(lambda: tools.preview(path, max(1, min(limit, MAX_PREVIEW))))
+        return call(lambda: tools.preview(path, limit))
 
     @server.tool(description=DESCRIPTIONS["run_job"], annotations=_SENDS)
     def run_job(
         path: JobPath,
-        token: Annotated[str, Field(description="the token preview_job returned")] = "",
+        token: Annotated[str, Field(description="the token preview_job returned")],
     ) -> CallToolResult:
         return call(lambda: tools.run(path, token))
 
