@@ -1,10 +1,12 @@
 """Tool results: every outcome as a `CallToolResult`, every failure as one line, no secret in
-either."""
+either, file locations relative to the server's root."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from batchmail.errors import (
     EXIT_OK,
     EXIT_TEMPFAIL,
     BatchmailError,
+    InvalidJobError,
+    Problem,
 )
 
 log = logging.getLogger(__name__)
@@ -64,7 +68,7 @@ class Results:
         except PolicyError as exc:
             return self.failure(str(exc), {})
         except BatchmailError as exc:
-            lines = exc.lines()
+            lines = self._lines(exc)
             more = f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else ""
             details = {"exit_code": exc.exit_code, "errors": lines}
             return self.failure(lines[0] + more if lines else str(exc), details)
@@ -89,6 +93,38 @@ class Results:
         """A path as the agent gives it: relative to the root when inside it."""
         root = self.policy.root.path
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+    def _lines(self, exc: BatchmailError) -> list[str]:
+        """The error's lines with their locations relative to the root: the library writes them
+        relative to the working directory, which an MCP client chooses at random."""
+        if not isinstance(exc, InvalidJobError):
+            return [self._within_root(line) for line in exc.lines()]
+        problems = [Problem(self._where(p.where), p.message, p.what) for p in exc.problems]
+        moved = InvalidJobError(problems, exc.hidden)
+        return [self._within_root(line) for line in moved.lines()]
+
+    def _where(self, where: str) -> str:
+        """`file:line` or `file`, as the library wrote it, relative to the root."""
+        name, colon, line = where.rpartition(":")
+        if not (colon and line.isdigit()):
+            name, colon, line = where, "", ""
+        if not name:
+            return where
+        path = Path(os.path.abspath(Path.cwd() / name))
+        if not (path.is_relative_to(self.policy.root.path) and path.exists()):
+            return where  # not a file of the root's ("smtp", say)
+        shown = self.shown(path)
+        return f"{shown}{colon}{line}"
+
+    def _within_root(self, text: str) -> str:
+        """Paths in an error's text, relative to the root."""
+        root = self.policy.root.path
+        prefixes = [f"{root}{os.sep}"]
+        if root.is_relative_to(Path.cwd()) and root != Path.cwd():
+            prefixes.append(f"{root.relative_to(Path.cwd())}{os.sep}")
+        for prefix in prefixes:  # where a path starts, not inside a longer one
+            text = re.sub(rf"(?<![\w./-]){re.escape(prefix)}", "", text)
+        return text
 
 
 def read_report(path: Path) -> dict[str, Any]:
