@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,12 +28,9 @@ from batchmail.send.single import FileToAttach as FileToAttach  # noqa: PLC0414 
 from batchmail.send.single import OneMessage as OneMessage  # noqa: PLC0414 - the face's types
 from batchmail.send.single import SentOne as SentOne  # noqa: PLC0414 - the face's types
 from batchmail.send.single import send_one as send_single
+from batchmail.send.targets import Target, default_state_dir, preview_target, sending_target
 from batchmail.state.states import RunStatus
 from batchmail.transport.contract import Transport
-from batchmail.transport.credentials import Credentials
-from batchmail.transport.folder import FolderTransport
-from batchmail.transport.oauth2 import credentials_for
-from batchmail.transport.smtp import SmtpTransport
 
 
 def _ignore(_: object) -> None:
@@ -109,9 +105,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         job = structs.replace(job, rate=RateSettings(connections=job.rate.connections))
     composer = Composer(job, options.warn)
     with ExitStack() as stack:
-        target = (
-            _preview_target(job, options, stack) if options.dry_run else _smtp_target(job, options)
-        )
+        target = _target(job, options, stack)
         journal = stack.enter_context(open_journal(target.state_dir, job.name))
         invocation = Invocation(
             composer,
@@ -161,34 +155,6 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
     raise AssertionError("unreachable")
 
 
-class _Target(Struct, frozen=True):
-    """Where a run's messages, journal and report go."""
-
-    transports: Callable[[], Transport]
-    state_dir: Path
-    report: Path
-    out: Path | None = None  # a dry run's previews
-    credentials: Credentials | None = None
-
-
-def _preview_target(job: Job, options: RunOptions, stack: ExitStack) -> _Target:
-    """A dry run: previews into a folder, with a journal of its own that is gone afterwards."""
-    out = options.out or job.path.parent / "preview"
-    state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batchmail-")))
-    report = options.report or out / "report.json"
-    return _Target(lambda: FolderTransport(out), state_dir, report, out)
-
-
-def _smtp_target(job: Job, options: RunOptions) -> _Target:
-    state_dir = default_state_dir(job, options)
-    report = options.report or default_report_path(job, options)
-    if options.transports is not None:
-        return _Target(options.transports, state_dir, report)
-    credentials = credentials_for(job.smtp, options.environ)
-    transports = lambda: SmtpTransport(job.smtp, credentials)  # noqa: E731
-    return _Target(transports, state_dir, report, credentials=credentials)
-
-
 def check_digest(job: Job, validation: Validation, expected: str | None) -> None:
     """For a caller that showed someone a preview: send only what was previewed."""
     if expected is not None and validation.digest != expected:
@@ -199,12 +165,15 @@ def check_digest(job: Job, validation: Validation, expected: str | None) -> None
 
 
 def default_report_path(job: Job, options: RunOptions) -> Path:
-    return default_state_dir(job, options) / f"{job.name}.report.json"
+    return default_state_dir(job, options.state_dir, options.environ) / f"{job.name}.report.json"
 
 
-def default_state_dir(job: Job, options: RunOptions) -> Path:
-    chosen = options.state_dir or options.environ.get("BATCHMAIL_STATE_DIR")
-    return Path(chosen) if chosen else job.path.parent / ".batchmail"
+def _target(job: Job, options: RunOptions, stack: ExitStack) -> Target:
+    if options.dry_run:
+        return preview_target(job, options.out, options.report, stack)
+    state_dir = default_state_dir(job, options.state_dir, options.environ)
+    report = options.report or default_report_path(job, options)
+    return sending_target(job, state_dir, report, options.environ, options.transports)
 
 
 def preview(job: Job, limit: int = 3, screen: Screen | None = None) -> JobPreview:
