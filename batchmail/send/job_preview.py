@@ -85,6 +85,8 @@ def preview_job(job: Job, limit: int, screen: Screen | None = None) -> JobPrevie
 def _first_messages(composer: Composer, limit: int) -> list[ShownMessage]:
     problems: list[Problem] = []
     shown: list[ShownMessage] = []
+    if limit <= 0:
+        return shown
     for recipient in composer.recipients(problems):
         if len(shown) >= limit:
             break
