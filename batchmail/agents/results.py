@@ -21,6 +21,7 @@ from batchmail.errors import (
     EXIT_INVALID,
     EXIT_IO,
     EXIT_OK,
+    EXIT_SOFTWARE,
     EXIT_TEMPFAIL,
     BatchmailError,
     InvalidJobError,
@@ -38,6 +39,8 @@ EXIT_MEANINGS = {
     EXIT_FAILED: "some recipients failed permanently (5xx); see the report",
     EXIT_INVALID: "the job is invalid: nothing was sent",
     EXIT_CONNECT: "could not connect, negotiate TLS or authenticate: nothing was sent",
+    EXIT_SOFTWARE: "a bug in batchmail stopped the run (a sending process died); "
+    "run the job again to resume",
     EXIT_IO: "the journal or the report could not be written",
     EXIT_TEMPFAIL: "some recipients are deferred (temporary failures or a quota): "
     "run the job again later to finish",
