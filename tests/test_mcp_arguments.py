@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp.types import CallToolResult, TextContent
 from mcpsupport import Setup, connect, make_setup
 from smtpserver import SmtpServerFactory
 from support import make_job
+
+from batchmail.agents.mcp_server import build_server
+from batchmail.agents.policy import Policy
+from batchmail.agents.tools import BatchmailTools
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +100,43 @@ async def test_error_locations_are_relative_to_the_root_not_the_working_director
     assert str(setup.root) not in unmatched
     assert "root/" not in unmatched
     assert "(looked in broken)" in unmatched
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=6,
+)
+TOOL_ARGUMENTS = {
+    "validate_job": ["path"],
+    "preview_job": ["path", "limit"],
+    "run_job": ["path", "token"],
+    "send_email": ["to", "subject", "body", "html", "attachments"],
+    "get_report": ["path"],
+}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_whatever_the_arguments_the_answer_is_one_line(tmp_path: Path, data: st.DataObject) -> None:
+    """Arguments of any JSON shape, any of them missing: a one-line result, never a dump. (In
+    process, through the SDK's server object; the allowlist is empty, so nothing is sent; the
+    root is empty, the same for every example.)"""
+    tool = data.draw(st.sampled_from(sorted(TOOL_ARGUMENTS)))
+    names = data.draw(st.lists(st.sampled_from(TOOL_ARGUMENTS[tool]), unique=True))
+    arguments = {name: data.draw(JSON) for name in names}
+    env = {"BATCHMAIL_MCP_ROOT": str(tmp_path)}
+    server = build_server(BatchmailTools(env, Policy.from_env(env)))
+    result = anyio.run(server.call_tool, tool, arguments)
+    assert isinstance(result, CallToolResult)
+    assert result.is_error
+    (content,) = result.content
+    assert isinstance(content, TextContent)
+    assert "\n" not in content.text
+    assert "http" not in content.text
+    assert "Traceback" not in content.text
+    assert "internal error" not in content.text
