@@ -93,6 +93,8 @@ async def test_a_non_ascii_sender_without_smtputf8_is_one_clear_line(
     )
     async with connect(env, setup.root) as mcp:
         error = await mcp.refused("send_email", to="user1@example.com", subject="Hi", body="x\n")
+        after = await mcp.ok("validate_job", path="job/job.yaml")
+    assert after["remaining_messages"] == 20  # nothing was handed over: nothing counted
     assert "SMTPUTF8" in error
     assert "张伟@example.com" in error
     assert "internal error" not in error
