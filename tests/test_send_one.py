@@ -33,6 +33,7 @@ def test_one_message_is_built_and_sent_as_a_job_would(
     sent = api.send_one(message, plain(server.port), {})
     (received,) = server.messages
     assert (sent.state, sent.code) == ("sent", 250)
+    assert sent.reached_the_server
     assert received.mail_from == "张伟@example.com"
     assert received.rcpt_tos == ["idn@xn--bcher-kva.example"]
     assert "SMTPUTF8" in received.mail_options
@@ -63,6 +64,7 @@ def test_without_smtputf8_the_refusal_names_the_address_that_needs_it(
     message = api.OneMessage(SENDER, mailbox("b@example.com"), "Hi", "x\n")
     sent = api.send_one(message, plain(server.port), {})
     assert sent.state == "failed"
+    assert not sent.reached_the_server
     assert "SMTPUTF8" in sent.response
     assert "张伟@example.com" in sent.response
     assert server.messages == []

@@ -178,6 +178,8 @@ class BatchmailTools:
         except (ConnectFailure, InvalidJobError):
             self.policy.quota.release(1)  # no session, or no message: nothing was sent
             raise
+        if not sent.reached_the_server:
+            self.policy.quota.release(1)
         details = {"status": sent.state, "smtp_code": sent.code, "smtp_response": sent.response}
         if sent.state != "sent":
             raise ToolFailure(

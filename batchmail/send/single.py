@@ -57,6 +57,13 @@ class SentOne(Struct, frozen=True):
     message_id: str
     attachments: tuple[Attached, ...]
 
+    @property
+    def reached_the_server(self) -> bool:
+        """Whether the server may have the message: it answered the transaction, or the
+        content went out and no answer came. False when the session ended before any command
+        of it was answered, or the server lacks SMTPUTF8 the message needs."""
+        return self.code is not None or self.state in (DeliveryState.SENT, DeliveryState.UNKNOWN)
+
 
 def send_one(
     message: OneMessage,
