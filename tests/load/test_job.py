@@ -17,7 +17,7 @@ from batchmail.errors import InvalidJobError
 from batchmail.load.job import load_job
 from batchmail.load.settings import Job
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 BODY = "Hello {{ name }}\n"
 

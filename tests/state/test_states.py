@@ -9,7 +9,7 @@ from batchmail import errors
 from batchmail.send.halt import HaltReason
 from batchmail.state.states import DeliveryState, RunStatus
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 
 
 def test_stored_and_reported_values_are_unchanged() -> None:

@@ -226,7 +226,7 @@ def test_max_recipients_guards_the_job_itself(
 
 
 def test_the_example_ci_workflows_run_a_repository_job() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     github = yaml.safe_load((root / "examples/ci/github-actions.yml").read_text())
     gitlab = yaml.safe_load((root / "examples/ci/gitlab-ci.yml").read_text())
     steps = " ".join(str(s.get("run", "")) for s in github["jobs"]["build-and-mail"]["steps"])
