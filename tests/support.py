@@ -49,15 +49,37 @@ def recipients(count: int) -> list[dict[str, Any]]:
     ]
 
 
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    """Write files under `root` (paths relative to it), as given: text as UTF-8, untranslated."""
+    for rel, content in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8", newline="")
+
+
+def write_job_file(
+    root: Path, text: str, files: dict[str, str | bytes], name: str = "job.yaml"
+) -> Path:
+    """A job folder: the job file's text and the files it names; the job file's path."""
+    write_files(root, {**files, name: text})
+    return root / name
+
+
 def make_job(folder: Path, port: int = 25, **settings: Any) -> Path:
     """A job folder with templates, a PDF and a PNG named `.bin`; `settings` override the job
     (a dict is merged into the default one; None removes a key, at either level)."""
-    (folder / "templates").mkdir(parents=True, exist_ok=True)
-    (folder / "templates" / "body.txt.j2").write_text(TEXT, encoding="utf-8")
-    (folder / "templates" / "body.html.j2").write_text(HTML, encoding="utf-8")
-    (folder / "files").mkdir(exist_ok=True)
-    (folder / "files" / "report.pdf").write_bytes(PDF)
-    (folder / "files" / "chart.bin").write_bytes(PNG)
+    write_files(
+        folder,
+        {
+            "templates/body.txt.j2": TEXT,
+            "templates/body.html.j2": HTML,
+            "files/report.pdf": PDF,
+            "files/chart.bin": PNG,
+        },
+    )
     job: dict[str, Any] = {
         "version": 1,
         "from": "Reports <reports@example.com>",

@@ -13,7 +13,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-from support import cli, dry_run, eml_count, line_of
+from support import cli, dry_run, eml_count, line_of, write_job_file
 
 TEXT = "Hello {{ name }},\nteam: {{ team }}\n"
 HTML = "<p>Hello {{ name }},</p>\n<p>team: {{ team }}</p>\n"
@@ -56,16 +56,12 @@ def job_text(
 def write_job(
     root: Path,
     text: str | None = None,
-    files: dict[str, str] | None = None,
+    files: dict[str, str | bytes] | None = None,
 ) -> str:
     """Write job.yaml and its templates under `root`; return the job text."""
-    files = {"templates/mail.txt.j2": TEXT, "templates/mail.html.j2": HTML, **(files or {})}
-    for rel, content in files.items():
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
     text = job_text() if text is None else text
-    (root / "job.yaml").write_text(text, encoding="utf-8")
+    files = {"templates/mail.txt.j2": TEXT, "templates/mail.html.j2": HTML, **(files or {})}
+    write_job_file(root, text, files)
     return text
 
 

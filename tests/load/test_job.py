@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from support import cli, line_of
+from support import cli, line_of, write_job_file
 
 from batchmail.errors import InvalidJobError
 from batchmail.load.job import load_job
@@ -43,19 +43,11 @@ smtp:
 def write_job(
     root: Path,
     text: str,
-    files: dict[str, str] | None = None,
+    files: dict[str, str | bytes] | None = None,
     name: str = "job.yaml",
 ) -> Path:
     """Write a job directory: the job file plus templates and data files (paths relative)."""
-    files = {"templates/body.txt.j2": BODY, **(files or {})}
-    for rel, content in files.items():
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8", newline="")
-    job = root / name
-    job.parent.mkdir(parents=True, exist_ok=True)
-    job.write_text(text, encoding="utf-8")
-    return job
+    return write_job_file(root, text, {"templates/body.txt.j2": BODY, **(files or {})}, name)
 
 
 def error_lines(err: str) -> list[str]:

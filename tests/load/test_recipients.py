@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
-from support import cli, dry_run, eml_count, line_of
+from support import cli, dry_run, eml_count, line_of, write_job_file
 
 from batchmail.load.addresses import AddressError, check_address
 
@@ -54,23 +54,13 @@ def write_job(
 
     `inline` is the YAML of the `recipients:` list items, `data_file` the recipients_file.
     """
-    files = {"templates/body.txt.j2": body, **(files or {})}
-    for rel, content in files.items():
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_text(content, encoding="utf-8", newline="")
     text = HEAD
     if inline:
         text += "recipients:\n" + inline
     if data_file is not None:
         text += f"recipients_file: {data_file}\n"
     text += extra + SMTP
-    job = root / "job.yaml"
-    job.write_text(text, encoding="utf-8")
-    return job, text
+    return write_job_file(root, text, {"templates/body.txt.j2": body, **(files or {})}), text
 
 
 def messages(root: Path) -> list[EmailMessage]:
