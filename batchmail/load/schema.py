@@ -27,7 +27,7 @@ def schema_text() -> str:
 @cache
 def _validator() -> Draft202012Validator:
     # jsonschema takes a tenth of a run's start to import: it is loaded where a schema is
-    # checked, which the command line does in a process of its own (see schemacheck.py).
+    # checked, which the command line does in a process of its own (see schema_check.py).
     from jsonschema import Draft202012Validator  # noqa: PLC0415
 
     return Draft202012Validator(json.loads(schema_text()))

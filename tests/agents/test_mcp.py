@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mcpsupport import SENDER, SERVER, Setup, connect, make_setup
-from smtpserver import SmtpServerFactory
+from mcpsupport import SENDER, SERVER, Setup, connect
 from support import PASSWORD, PDF, PNG, make_job, parse
 
 from batchmail.agents.policy import REDACTED, Allowlist, PolicyError, Quota, Redactor
@@ -19,16 +18,6 @@ from batchmail.load.addresses import mailbox
 pytestmark = pytest.mark.anyio
 
 TOOLS = {"validate_job", "preview_job", "run_job", "send_email", "get_report"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def setup(tmp_path: Path, smtp_server: SmtpServerFactory, ca_file: Path) -> Setup:
-    return make_setup(tmp_path, smtp_server, ca_file)
 
 
 async def test_lists_the_tools_with_their_parameters(setup: Setup) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mcpsupport import Setup, connect, make_setup
+from mcpsupport import Setup, connect
 from smtpserver import Script, SmtpServerFactory
 from support import make_job, parse
 
@@ -24,16 +24,6 @@ IDN_DOMAIN, IDN_ASCII = "bücher.example", "xn--bcher-kva.example"
 BOB = f"Bob <idn@{IDN_DOMAIN}>"
 ZHANG = "张伟 <zhang@example.com>"
 UTF8_SENDER = "Zhāng <张伟@example.com>"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def setup(tmp_path: Path, smtp_server: SmtpServerFactory, ca_file: Path) -> Setup:
-    return make_setup(tmp_path, smtp_server, ca_file)
 
 
 def named_job(setup: Setup, folder: str, sender: str = "Reports <reports@example.com>") -> Path:

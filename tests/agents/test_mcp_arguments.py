@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp.types import CallToolResult, TextContent
-from mcpsupport import Setup, connect, make_setup
-from smtpserver import SmtpServerFactory
+from mcpsupport import Setup, connect
 from support import make_job
 
 from batchmail.agents.mcp_server import build_server
@@ -19,16 +18,6 @@ from batchmail.agents.policy import Policy
 from batchmail.agents.tools import BatchmailTools
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def setup(tmp_path: Path, smtp_server: SmtpServerFactory, ca_file: Path) -> Setup:
-    return make_setup(tmp_path, smtp_server, ca_file)
 
 
 def one_line(error: str) -> None:
