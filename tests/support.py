@@ -8,7 +8,7 @@ import zlib
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesParser, Parser
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,14 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Result:
 
 def parse(data: bytes) -> EmailMessage:
     message = BytesParser(policy=policy.default).parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def parse_utf8(data: bytes) -> EmailMessage:
+    """A message whose headers may hold UTF-8 (RFC 6532): the bytes parser would read those as
+    undecodable bytes, so the text is decoded first."""
+    message = Parser(policy=policy.default).parsestr(data.decode("utf-8"))
     assert isinstance(message, EmailMessage)
     return message
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from dkimsupport import DOMAIN, SELECTOR, DkimKey, dkim_job, make_dkim_key
 from smtpserver import Script, SmtpServerFactory
-from support import PNG, make_job, parse, recipients, report_of, run_cli
+from support import PNG, make_job, parse, parse_utf8, recipients, report_of, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -344,6 +344,23 @@ def test_non_ascii_local_part_travels_with_smtputf8(
     assert "SMTPUTF8" in received.mail_options
     # RFC 6532 3.2: the header carries the address as UTF-8, unencoded.
     assert re.search("\r\nTo: [^\r]* <jörg@example.com>\r\n".encode(), received.data)
+
+
+@pytest.mark.parametrize("name", ["Bob", 'Bob "the" Builder, Jr.', "Zoë"])
+def test_a_display_name_beside_a_non_ascii_local_part_travels_with_smtputf8(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    server = smtp_server()
+    people = [{"email": "josé@example.com", "name": name, "team": "core"}]
+    result = run_cli(capsys, "run", make_job(tmp_path, server.port, recipients=people))
+
+    assert result.code == 0, result.err
+    assert "Traceback" not in result.err
+    (received,) = server.messages
+    assert received.rcpt_tos == ["josé@example.com"]
+    assert "SMTPUTF8" in received.mail_options
+    [to] = parse_utf8(received.data)["To"].addresses
+    assert (to.display_name, to.addr_spec) == (name, "josé@example.com")
 
 
 def test_non_ascii_local_part_fails_alone_where_smtputf8_is_missing(

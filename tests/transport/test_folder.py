@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
-from support import cli, make_job, parse, report_of
+from support import cli, make_job, parse, parse_utf8, report_of
 
 from batchmail.cli import main
 from batchmail.load.addresses import AddressError, Mailbox, mailbox
@@ -40,6 +40,19 @@ def test_a_dry_run_finds_the_eml_of_a_recipient_at_an_idn_domain(
     report = report_of(out / "report.json")
     assert report["status"] == "completed"
     assert [r["status"] for r in report["recipients"]] == ["previewed"]
+
+
+def test_a_dry_run_keeps_the_name_beside_a_non_ascii_local_part(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = dry_run_of(tmp_path, capsys, {"email": "josé@example.com", "name": "Bob"})
+
+    [eml] = out.glob("*.eml")
+    data = eml.read_bytes()
+    # RFC 6532 3.2: the header carries the address as UTF-8, as written.
+    assert "\r\nTo: Bob <josé@example.com>\r\n".encode() in data
+    [to] = parse_utf8(data)["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Bob", "josé@example.com")
 
 
 @pytest.mark.parametrize(
