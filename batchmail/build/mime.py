@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.header import Header
-from email.utils import encode_rfc2231, format_datetime, formataddr
+from email.utils import encode_rfc2231, format_datetime
 
 import magic
 from msgspec import Struct
@@ -39,6 +39,8 @@ _ENCODING = magic.Magic(mime_encoding=True)
 _UNKNOWN_8BIT = "unknown-8bit"
 _PERCENT_ENCODED = re.compile(r"%[0-9A-F]{2}")
 _URI = re.compile(r"^[!-;=?-~]{1,900}$")  # printable ASCII but space, `<` and `>`
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # as `email.utils` quotes them
+_QUOTED_PAIR = re.compile(r'[\\"]')
 
 
 class HeaderValueError(ValueError):
@@ -282,13 +284,25 @@ def _multipart(subtype: str, parts: Sequence[bytes], root_type: str = "") -> byt
 
 
 def address_header(name: str, box: Mailbox) -> bytes:
-    address = box.ascii_address if box.ascii_address.isascii() else box.address
+    """`Name: phrase <address>`: the address in its envelope form, which is UTF-8 as written
+    when the local part is not ASCII (RFC 6532 3.2: the message then travels with SMTPUTF8);
+    a display name that is not printable ASCII goes as an encoded-word (RFC 2047), as in any
+    other message, so a name never depends on how its address is spelt."""
+    address = box.envelope_address
     if not box.name:
         return f"{name}: {address}\r\n".encode()
     if box.name.isascii() and "=?" not in box.name and _PRINTABLE_ASCII.match(box.name):
-        return f"{name}: {formataddr((box.name, address))}\r\n".encode()
+        return f"{name}: {_quoted_phrase(box.name)} <{address}>\r\n".encode()
     phrase = Header(box.name, "utf-8", header_name=name).encode(linesep=_LINESEP)
     return f"{name}: {phrase} <{address}>\r\n".encode()
+
+
+def _quoted_phrase(name: str) -> str:
+    """A printable ASCII display name, as a quoted string where it holds a special (RFC 5322
+    3.2.3): what `email.utils.formataddr` writes, which refuses a non-ASCII address."""
+    if not _SPECIALS.search(name):
+        return name
+    return '"' + _QUOTED_PAIR.sub(r"\\\g<0>", name) + '"'
 
 
 def _generated_header(name: str, value: str) -> bytes:
