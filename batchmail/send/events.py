@@ -21,7 +21,7 @@ import msgspec
 
 from batchmail.send.processes import at_share_end
 from batchmail.send.runner import Event
-from batchmail.state.states import DELIVERED
+from batchmail.transport.contract import DELIVERED_OUTCOMES
 
 _PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 _MAX_LINE = 3800
@@ -92,7 +92,8 @@ class EventPipe:
         with self._batch_lock:
             self._batch.append(line)
             now = time.monotonic()
-            if event.outcome.state not in DELIVERED or now - self._written >= BATCH_SECONDS:
+            delivered = event.outcome.state in DELIVERED_OUTCOMES
+            if not delivered or now - self._written >= BATCH_SECONDS:
                 self._write_batch(now)
 
     def flush(self) -> None:

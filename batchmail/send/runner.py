@@ -25,8 +25,14 @@ from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
 from batchmail.send.share import WHOLE, Share
 from batchmail.state.journal import Journal
 from batchmail.state.records import Run
-from batchmail.state.states import DELIVERED, DeliveryState
-from batchmail.transport.contract import Envelope, Outcome, Route, Transport
+from batchmail.transport.contract import (
+    DELIVERED_OUTCOMES,
+    Envelope,
+    Outcome,
+    OutcomeState,
+    Route,
+    Transport,
+)
 from batchmail.transport.pipelining import InFlight, Pipelined, replies
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
@@ -226,7 +232,7 @@ class Runner(Struct):
             else:
                 started = session.transport.send(envelope)
         except ConnectFailure as exc:
-            started = Outcome(DeliveryState.DEFERRED, None, str(exc))
+            started = Outcome(OutcomeState.DEFERRED, None, str(exc))
             self._halt(Halt(HaltReason.CONNECTION, str(exc), exc))
         if isinstance(started, Outcome):
             self._land(run, flight, started, attempt)
@@ -268,15 +274,15 @@ class Runner(Struct):
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome
-        if outcome.state in DELIVERED:
+        if outcome.state in DELIVERED_OUTCOMES:
             self.sent_now += 1
-        elif outcome.state == DeliveryState.DEFERRED and len(self._retry) < MAX_HELD_FOR_RETRY:
+        elif outcome.state == OutcomeState.DEFERRED and len(self._retry) < MAX_HELD_FOR_RETRY:
             self._retry.append(event.recipient)
         self._count_sender_refusal(outcome)
         self.on_event(event)
 
     def _count_sender_refusal(self, outcome: Outcome) -> None:
-        if not (outcome.sender_refused and outcome.state == DeliveryState.FAILED):
+        if not (outcome.sender_refused and outcome.state == OutcomeState.FAILED):
             self._sender_refusals.clear()
             return
         self._sender_refusals.append(f"{outcome.code} {outcome.response}")

@@ -23,7 +23,7 @@ from batchmail.errors import invalid
 from batchmail.load.addresses import Mailbox
 from batchmail.load.settings import DEFAULT_MAX_MESSAGE_BYTES, SmtpSettings
 from batchmail.state.states import DeliveryState
-from batchmail.transport.contract import Envelope, Outcome, Route
+from batchmail.transport.contract import Envelope, Outcome, OutcomeState, Route
 from batchmail.transport.oauth2 import credentials_for
 from batchmail.transport.smtp import SmtpTransport
 
@@ -98,7 +98,7 @@ def _route(sender: Mailbox, to: Mailbox) -> Route:
 
 def _explained(outcome: Outcome, message: OneMessage, route: Route) -> Outcome:
     """A refusal before any command names the address that needed SMTPUTF8, sender or not."""
-    if outcome.state != DeliveryState.FAILED or outcome.code is not None or not route.smtputf8:
+    if outcome.state != OutcomeState.FAILED or outcome.code is not None or not route.smtputf8:
         return outcome
     needing = " and ".join(box.address for box in (message.sender, message.to) if box.smtputf8)
     reason = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Protocol
 
 from msgspec import Struct
@@ -24,10 +25,25 @@ class Envelope(Struct, frozen=True):
     data: bytes
 
 
-class Outcome(Struct, frozen=True):
-    """What became of one message: sent | failed | deferred | unknown | previewed."""
+class OutcomeState(StrEnum):
+    """What a transport can report of one message. Each value is the recipient's delivery state
+    of the same name (`state.states.DeliveryState`), which the journal records as it is."""
 
-    state: str
+    SENT = "sent"  # the server accepted it (2yz)
+    FAILED = "failed"  # refused permanently (5yz), or it could not go at all
+    DEFERRED = "deferred"  # refused for now (4yz), or the connection was lost before the data
+    UNKNOWN = "unknown"  # no reply after the data went out: it may have been delivered
+    PREVIEWED = "previewed"  # a dry run wrote it to a file
+
+
+# The message reached the server or the file.
+DELIVERED_OUTCOMES = frozenset({OutcomeState.SENT, OutcomeState.PREVIEWED})
+
+
+class Outcome(Struct, frozen=True):
+    """What became of one message."""
+
+    state: OutcomeState
     code: int | None
     response: str
     sender_refused: bool = False  # the server refused MAIL FROM: not the recipient's doing

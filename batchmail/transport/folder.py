@@ -7,7 +7,7 @@ from pathlib import Path
 
 from batchmail.errors import StateError
 from batchmail.load.addresses import mailbox
-from batchmail.transport.contract import Envelope, Outcome
+from batchmail.transport.contract import Envelope, Outcome, OutcomeState
 
 
 class FolderTransport:
@@ -26,7 +26,7 @@ class FolderTransport:
             path.write_bytes(envelope.data)
         except OSError as exc:
             raise StateError(f"cannot write {path}: {exc.strerror}") from None
-        return Outcome("previewed", None, path.name)
+        return Outcome(OutcomeState.PREVIEWED, None, path.name)
 
     def close(self) -> None:
         pass

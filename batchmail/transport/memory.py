@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from msgspec import Struct
 
 from batchmail.load.addresses import mailbox
-from batchmail.transport.contract import Envelope, Outcome
+from batchmail.transport.contract import Envelope, Outcome, OutcomeState
 
 
 class Kept(Struct, frozen=True):
@@ -33,11 +33,13 @@ class MemoryTransport:
     def send(self, envelope: Envelope) -> Outcome:
         route = envelope.route
         if self._refused and mailbox(route.recipient, checked=True).key in self._refused:
-            return Outcome("failed", 550, f"5.1.1 <{route.recipient}>: recipient refused")
+            return Outcome(
+                OutcomeState.FAILED, 550, f"5.1.1 <{route.recipient}>: recipient refused"
+            )
         self.outbox.append(
             Kept(route.seq, route.sender, (route.recipient,), envelope.data, route.smtputf8)
         )
-        return Outcome("sent", 250, "2.0.0 kept in memory")
+        return Outcome(OutcomeState.SENT, 250, "2.0.0 kept in memory")
 
     def close(self) -> None:
         pass

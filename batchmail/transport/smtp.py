@@ -12,7 +12,7 @@ from typing import Any
 
 from batchmail.errors import ConnectFailure
 from batchmail.load.settings import SmtpSettings
-from batchmail.transport.contract import Envelope, Outcome, Route
+from batchmail.transport.contract import Envelope, Outcome, OutcomeState, Route
 from batchmail.transport.credentials import Credentials
 from batchmail.transport.pipelining import InFlight
 
@@ -30,11 +30,11 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
-def classify(code: int) -> str:
+def classify(code: int) -> OutcomeState:
     """RFC 5321 4.2.1: 2yz done, 4yz try again later, 5yz do not repeat."""
     if 200 <= code < 300:
-        return "sent"
-    return "deferred" if 400 <= code < 500 else "failed"
+        return OutcomeState.SENT
+    return OutcomeState.DEFERRED if 400 <= code < 500 else OutcomeState.FAILED
 
 
 class SmtpTransport:
@@ -141,7 +141,7 @@ class SmtpTransport:
             try:
                 return self._transaction(envelope, following)
             except _StaleConnection as exc:
-                return Outcome("deferred", None, f"connection lost before MAIL: {exc}")
+                return Outcome(OutcomeState.DEFERRED, None, f"connection lost before MAIL: {exc}")
 
     def _transaction(self, envelope: Envelope, following: Route | None) -> Outcome | InFlight:
         conn = self.conn
@@ -149,7 +149,7 @@ class SmtpTransport:
         if envelope.route.smtputf8 and not conn.has_extn("smtputf8"):
             # RFC 6531 3.4: without the extension a non-ASCII local part cannot be delivered.
             return Outcome(
-                "failed",
+                OutcomeState.FAILED,
                 None,
                 f"the server does not offer SMTPUTF8, needed for "
                 f"the non-ASCII address {envelope.route.recipient}",
@@ -161,7 +161,7 @@ class SmtpTransport:
             self.close()
             if exc.first_reply and self.sent_on_conn:
                 raise _StaleConnection(exc.reason) from None
-            return Outcome("deferred", None, f"connection lost: {exc.reason}")
+            return Outcome(OutcomeState.DEFERRED, None, f"connection lost: {exc.reason}")
 
     def _envelope_replies(self, conn: smtplib.SMTP, envelope: Envelope) -> tuple[Reply, ...]:
         """Replies to MAIL, RCPT and DATA: in one round trip where the server allows
@@ -233,7 +233,7 @@ class SmtpTransport:
 
     def _lost(self, reason: str) -> Outcome:
         self._drop()  # a QUIT now would wait behind the reply that did not come
-        return Outcome("unknown", None, f"no reply after the message was sent: {reason}")
+        return Outcome(OutcomeState.UNKNOWN, None, f"no reply after the message was sent: {reason}")
 
     def _refused(self, code: int, reply: bytes) -> Outcome:
         if code == 421:  # the server is closing the session
