@@ -18,6 +18,7 @@ from batchmail.errors import ConnectFailure, InvalidJobError
 from batchmail.load.addresses import AddressError, Mailbox, has_line_break, parse_mailbox
 from batchmail.load.job import load_job
 from batchmail.load.settings import Job
+from batchmail.state.states import DeliveryState
 
 MAX_LISTED = 20  # addresses listed in a refusal
 
@@ -181,7 +182,7 @@ class BatchmailTools:
         if not sent.reached_the_server:
             self.policy.quota.release(1)
         details = {"status": sent.state, "smtp_code": sent.code, "smtp_response": sent.response}
-        if sent.state != "sent":
+        if sent.state != DeliveryState.SENT:
             raise ToolFailure(
                 f"the SMTP server did not accept the message ({sent.state}): "
                 f"{sent.code or ''} {sent.response}",
@@ -234,7 +235,7 @@ def _secret_names(job: Job) -> list[str]:
 def _charged(summary: Mapping[str, int], count: int) -> int:
     """Messages of a run that count against the cap: all but those already delivered before
     (skipped) and those never tried (pending). A resumed run counts its earlier sends again."""
-    untouched = summary.get("skipped", 0) + summary.get("pending", 0)
+    untouched = summary.get(DeliveryState.SKIPPED, 0) + summary.get(DeliveryState.PENDING, 0)
     return max(0, min(count, count - untouched))
 
 
