@@ -51,7 +51,7 @@ class Attached(Struct, frozen=True):
 class SentOne(Struct, frozen=True):
     """What became of the message: `state` as a job's delivery states say it."""
 
-    state: str
+    state: DeliveryState
     code: int | None
     response: str
     message_id: str
@@ -87,7 +87,9 @@ def send_one(
     finally:
         transport.close()
     attached = tuple(Attached(p.filename, p.content_type, p.size) for p in parts)
-    return SentOne(outcome.state, outcome.code, outcome.response, message_id, attached)
+    return SentOne(
+        DeliveryState(outcome.state), outcome.code, outcome.response, message_id, attached
+    )
 
 
 def _route(sender: Mailbox, to: Mailbox) -> Route:
