@@ -23,7 +23,7 @@ from batchmail.errors import invalid
 from batchmail.load.addresses import Mailbox
 from batchmail.load.settings import DEFAULT_MAX_MESSAGE_BYTES, SmtpSettings
 from batchmail.state.states import DeliveryState
-from batchmail.transport.contract import Envelope, Outcome, OutcomeState, Route
+from batchmail.transport.contract import Envelope, Route
 from batchmail.transport.oauth2 import credentials_for
 from batchmail.transport.smtp import SmtpTransport
 
@@ -83,7 +83,7 @@ def send_one(
     route = _route(message.sender, message.to)
     transport = SmtpTransport(smtp, credentials)
     try:
-        outcome = _explained(transport.send(Envelope(route, data)), message, route)
+        outcome = transport.send(Envelope(route, data))
     finally:
         transport.close()
     attached = tuple(Attached(p.filename, p.content_type, p.size) for p in parts)
@@ -96,18 +96,6 @@ def _route(sender: Mailbox, to: Mailbox) -> Route:
     # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
     smtputf8 = sender.smtputf8 or to.smtputf8
     return Route(0, sender.envelope_address, to.envelope_address, smtputf8)
-
-
-def _explained(outcome: Outcome, message: OneMessage, route: Route) -> Outcome:
-    """A refusal before any command names the address that needed SMTPUTF8, sender or not."""
-    if outcome.state != OutcomeState.FAILED or outcome.code is not None or not route.smtputf8:
-        return outcome
-    needing = " and ".join(box.address for box in (message.sender, message.to) if box.smtputf8)
-    reason = (
-        f"the server does not offer SMTPUTF8 (RFC 6531), which the non-ASCII address "
-        f"{needing} needs"
-    )
-    return Outcome(outcome.state, None, reason)
 
 
 def _message_id(sender: Mailbox) -> str:

@@ -148,11 +148,13 @@ class SmtpTransport:
         assert conn is not None
         if envelope.route.smtputf8 and not conn.has_extn("smtputf8"):
             # RFC 6531 3.4: without the extension a non-ASCII local part cannot be delivered.
+            route = envelope.route
+            needing = " and ".join(a for a in (route.sender, route.recipient) if not a.isascii())
             return Outcome(
                 OutcomeState.FAILED,
                 None,
-                f"the server does not offer SMTPUTF8, needed for "
-                f"the non-ASCII address {envelope.route.recipient}",
+                f"the server does not offer SMTPUTF8 (RFC 6531), needed for "
+                f"the non-ASCII address {needing}",
             )
         try:
             replies = self._envelope_replies(conn, envelope)

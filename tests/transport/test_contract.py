@@ -238,3 +238,20 @@ def test_memory_refuses_an_idn_address_in_either_form() -> None:
 
     assert (outcome.state, outcome.code) == ("failed", 550)
     assert outbox == []
+
+
+def test_smtp_names_the_non_ascii_sender_when_the_server_lacks_smtputf8(
+    smtp_server: SmtpServerFactory, tmp_path: Path
+) -> None:
+    harness = SmtpHarness(smtp_server, tmp_path)
+    harness.server.script.smtputf8 = False
+    transport = harness.make()
+
+    route = Route(1, "张伟@example.com", "alice@example.com", smtputf8=True)
+    outcome = transport.send(Envelope(route, DATA))
+    transport.close()
+
+    assert (outcome.state, outcome.code) == ("failed", None)
+    assert "does not offer SMTPUTF8" in outcome.response
+    assert "张伟@example.com" in outcome.response
+    assert "alice@example.com" not in outcome.response
