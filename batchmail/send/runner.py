@@ -266,11 +266,7 @@ class Runner(Struct):
         return Envelope(self._route(recipient), data)
 
     def _route(self, recipient: Recipient) -> Route:
-        box, sender = recipient.mailbox, self.job.sender
-        rcpt = box.ascii_address if box.ascii_address.isascii() else box.address
-        mail_from = sender.ascii_address if sender.ascii_address.isascii() else sender.address
-        # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
-        return Route(recipient.seq, mail_from, rcpt, box.smtputf8 or sender.smtputf8)
+        return Route.between(recipient.seq, self.job.sender, recipient.mailbox)
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome

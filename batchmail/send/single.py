@@ -80,7 +80,7 @@ def send_one(
     credentials = credentials_for(smtp, environ)
     if credentials is not None:
         credentials.prepare()
-    route = _route(message.sender, message.to)
+    route = Route.between(0, message.sender, message.to)
     transport = SmtpTransport(smtp, credentials)
     try:
         outcome = transport.send(Envelope(route, data))
@@ -90,12 +90,6 @@ def send_one(
     return SentOne(
         DeliveryState(outcome.state), outcome.code, outcome.response, message_id, attached
     )
-
-
-def _route(sender: Mailbox, to: Mailbox) -> Route:
-    # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
-    smtputf8 = sender.smtputf8 or to.smtputf8
-    return Route(0, sender.envelope_address, to.envelope_address, smtputf8)
 
 
 def _message_id(sender: Mailbox) -> str:

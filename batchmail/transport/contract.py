@@ -7,6 +7,8 @@ from typing import Protocol
 
 from msgspec import Struct
 
+from batchmail.load.addresses import Mailbox
+
 
 class Route(Struct, frozen=True):
     """Where a message goes: the envelope's sender and recipient (RFC 5321 forms), and whether
@@ -16,6 +18,12 @@ class Route(Struct, frozen=True):
     sender: str
     recipient: str
     smtputf8: bool = False
+
+    @classmethod
+    def between(cls, seq: int, sender: Mailbox, recipient: Mailbox) -> Route:
+        # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
+        smtputf8 = sender.smtputf8 or recipient.smtputf8
+        return cls(seq, sender.envelope_address, recipient.envelope_address, smtputf8)
 
 
 class Envelope(Struct, frozen=True):
