@@ -14,6 +14,7 @@ from msgspec import Struct
 
 from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, Mailbox, parse_mailbox
+from batchmail.load.message_fields import message_fields, suppress_files
 from batchmail.load.schema import schema_problems
 from batchmail.load.settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -168,6 +169,9 @@ def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:
         inline_images=data["template"].get("inline_images", False),
         dkim=_dkim_settings(data["dkim"], base_dir, doc, environ) if "dkim" in data else None,
         unsubscribe=_unsubscribe(data["unsubscribe"], doc) if "unsubscribe" in data else None,
+        fields=message_fields(data, doc),
+        suppress=suppress_files(data, base_dir),
+        suppress_where=doc.where(("suppress",)),
     )
 
 

@@ -60,6 +60,23 @@ class UnsubscribeSettings(Struct, frozen=True):
     mailto_where: str = ""
 
 
+class MessageFields(Struct, frozen=True):
+    """The job's templated fields beyond subject and body, rendered per recipient."""
+
+    cc: tuple[str, ...] = ()  # Jinja2 templates; a rendered value may hold several addresses
+    bcc: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # (field name, template of its value)
+    envelope_from: str | None = None  # template of MAIL FROM (VERP)
+    where: Mapping[str, str] = field(
+        default_factory=dict
+    )  # key (cc, headers.X-Tag...): job file line
+
+    @property
+    def copies(self) -> bool:
+        """Whether the message may go to envelope recipients beyond the primary one."""
+        return bool(self.cc or self.bcc)
+
+
 class RateSettings(Struct, frozen=True):
     per_second: float | None = None
     per_minute: float | None = None
@@ -136,3 +153,6 @@ class Job(Struct, frozen=True):
     inline_images: bool = False
     dkim: DkimSettings | None = None
     unsubscribe: UnsubscribeSettings | None = None
+    fields: MessageFields = MessageFields()
+    suppress: tuple[Path, ...] = ()  # files of addresses and @domains never mailed
+    suppress_where: str = ""
