@@ -15,7 +15,7 @@ from batchmail.build.mime import Content, HeaderValueError, MessageBuilder, Part
 from batchmail.build.render import Rendered, Renderer
 from batchmail.build.run_id import STAND_IN_RUN_ID
 from batchmail.errors import InvalidJobError, Problem, invalid
-from batchmail.load.addresses import AddressError, check_address
+from batchmail.load.addresses import AddressError, Mailbox, check_address
 from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient, RecipientSource, Warn
 from batchmail.load.settings import Job
@@ -36,6 +36,14 @@ class Message(Struct, frozen=True):
     @property
     def attachment_names(self) -> list[str]:
         return [part.filename for part in self.content.attachments]
+
+
+class Addressing(Struct, frozen=True):
+    """Where a recipient's message goes besides its primary recipient: the envelope sender
+    (MAIL FROM) and the copies (cc, then bcc), each address once."""
+
+    sender: Mailbox
+    copies: tuple[Mailbox, ...] = ()
 
 
 class Built(Struct, frozen=True):
@@ -65,6 +73,7 @@ class Composer:
         self.attachments = Attachments(job)
         self.builder = MessageBuilder(job.sender, job.reply_to)
         self.signer = _signer(job)
+        self._plain_addressing = Addressing(job.sender)
         self.images = (
             InlineImages(job, job.markdown) if job.markdown and job.inline_images else None
         )
@@ -135,6 +144,10 @@ class Composer:
             # RFC 6068 2: the address is percent-encoded (UTF-8) where it is not plain ASCII.
             uris.append("mailto:" + quote(checked, safe="@!$'*+-._~="))
         return uris
+
+    def addressing(self, recipient: Recipient) -> Addressing:
+        """The recipient's envelope beyond its own address."""
+        return self._plain_addressing
 
     def message_id(self, run_id: str, seq: int) -> str:
         """Deterministic per run and recipient: a message re-sent after a crash keeps its ID."""

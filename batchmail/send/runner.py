@@ -266,7 +266,8 @@ class Runner(Struct):
         return Envelope(self._route(recipient), data)
 
     def _route(self, recipient: Recipient) -> Route:
-        return Route.between(recipient.seq, self.job.sender, recipient.mailbox)
+        addressing = self.composer.addressing(recipient)
+        return Route.between(recipient.seq, addressing.sender, recipient.mailbox, addressing.copies)
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol
 
@@ -18,12 +19,21 @@ class Route(Struct, frozen=True):
     sender: str
     recipient: str
     smtputf8: bool = False
+    copies: tuple[str, ...] = ()  # further envelope recipients of the same message (cc, bcc)
 
     @classmethod
-    def between(cls, seq: int, sender: Mailbox, recipient: Mailbox) -> Route:
-        # RFC 6531: a non-ASCII address on either side of the envelope needs SMTPUTF8.
-        smtputf8 = sender.smtputf8 or recipient.smtputf8
-        return cls(seq, sender.envelope_address, recipient.envelope_address, smtputf8)
+    def between(
+        cls, seq: int, sender: Mailbox, recipient: Mailbox, copies: Sequence[Mailbox] = ()
+    ) -> Route:
+        # RFC 6531: a non-ASCII address anywhere in the envelope needs SMTPUTF8.
+        smtputf8 = sender.smtputf8 or recipient.smtputf8 or any(c.smtputf8 for c in copies)
+        return cls(
+            seq,
+            sender.envelope_address,
+            recipient.envelope_address,
+            smtputf8,
+            tuple(copy.envelope_address for copy in copies),
+        )
 
 
 class Envelope(Struct, frozen=True):
@@ -48,13 +58,23 @@ class OutcomeState(StrEnum):
 DELIVERED_OUTCOMES = frozenset({OutcomeState.SENT, OutcomeState.PREVIEWED})
 
 
+class Refusal(Struct, frozen=True):
+    """A copy's envelope recipient (cc, bcc) the server refused while it took the message."""
+
+    address: str
+    code: int | None
+    response: str
+
+
 class Outcome(Struct, frozen=True):
-    """What became of one message."""
+    """What became of one message: `state` is the primary recipient's; copies the server
+    refused while accepting the message for the primary are in `refused`."""
 
     state: OutcomeState
     code: int | None
     response: str
     sender_refused: bool = False  # the server refused MAIL FROM: not the recipient's doing
+    refused: tuple[Refusal, ...] = ()
 
 
 class Transport(Protocol):

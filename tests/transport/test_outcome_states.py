@@ -25,6 +25,7 @@ def test_an_outcome_is_written_as_its_plain_value() -> None:
 
     assert (
         msgspec.json.encode(outcome)
-        == b'{"state":"deferred","code":421,"response":"4.7.0 try later","sender_refused":false}'
+        == b'{"state":"deferred","code":421,"response":"4.7.0 try later",'
+        b'"sender_refused":false,"refused":[]}'
     )
     assert f"{outcome.state}" == "deferred"
