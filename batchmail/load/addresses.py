@@ -53,6 +53,14 @@ class Mailbox(Struct, frozen=True):
         return f"{self.ascii_address.rpartition('@')[0]}@{self.domain_key}"
 
     @property
+    def person_key(self) -> str:
+        """The address, for matching people across lists (suppression): `key` with the local
+        part case-folded. RFC 5321 2.4 lets a server tell `Ann@` from `ann@`; no provider makes
+        two people of them, and the recipients' de-duplication already counts them as one."""
+        local, _, domain = self.ascii_address.rpartition("@")
+        return f"{local.casefold()}@{domain.lower()}"
+
+    @property
     def shown(self) -> str:
         """`Name <address>` as people write it, for reports, logs and tool results; never
         encoded words (those belong in headers only)."""
