@@ -18,16 +18,18 @@ from batchmail.state.records import Delivery, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState
 
 _LISTED_IN_SUMMARY = 50
+_SKIPPED = (DeliveryState.PENDING, DeliveryState.SKIPPED, DeliveryState.SUPPRESSED)
 
 
 def write_junit(
     path: Path, job: str, summary: Mapping[str, int], deliveries: Iterable[Delivery]
 ) -> None:
     """One testcase per recipient: `failure` for a permanent refusal, `error` for a message not
-    delivered yet (deferred, unknown), `skipped` for one never tried or delivered earlier."""
+    delivered yet (deferred, unknown), `skipped` for one never tried, delivered earlier or
+    suppressed."""
     failures = summary.get(DeliveryState.FAILED, 0)
     errors = summary.get(DeliveryState.DEFERRED, 0) + summary.get(DeliveryState.UNKNOWN, 0)
-    skipped = summary.get(DeliveryState.PENDING, 0) + summary.get(DeliveryState.SKIPPED, 0)
+    skipped = sum(summary.get(state, 0) for state in _SKIPPED)
     with _open(path, "junit") as out:
         out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
         out.write(
@@ -49,12 +51,17 @@ def _testcase(job: str, delivery: Delivery) -> str:
         inner = f"<failure type={quoteattr(kind)} message={quoteattr(reply)}/>"
     elif status in (DeliveryState.DEFERRED, DeliveryState.UNKNOWN):
         inner = f"<error type={quoteattr(status)} message={quoteattr(reply)}/>"
-    elif status in (DeliveryState.PENDING, DeliveryState.SKIPPED):
-        reason = "delivered by an earlier run" if status == DeliveryState.SKIPPED else "not tried"
-        inner = f"<skipped message={quoteattr(reason)}/>"
+    elif status in _SKIPPED:
+        inner = f"<skipped message={quoteattr(_skip_reason(delivery, status))}/>"
     else:
         return head + "/>\n"
     return f"{head}>{inner}</testcase>\n"
+
+
+def _skip_reason(delivery: Delivery, status: DeliveryState) -> str:
+    if status == DeliveryState.SUPPRESSED:
+        return f"suppressed: {delivery.response}"  # where it is listed
+    return "delivered by an earlier run" if status == DeliveryState.SKIPPED else "not tried"
 
 
 def write_failed_csv(path: Path, rows: Iterable[tuple[Recipient, Delivery]]) -> int:

@@ -19,6 +19,7 @@ from batchmail.build.compose import (
 )
 from batchmail.errors import InvalidJobError, StateError
 from batchmail.load.settings import Job
+from batchmail.load.suppression import load_suppression
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.kept import KeptMessages
 from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
@@ -73,6 +74,9 @@ class Invocation:
         self.on_event = on_event
         self.skip_unknown = skip_unknown
         self.kept = KeptMessages(composer)
+        # Read by every invocation, before any process is forked, and kept out of the inputs'
+        # digest: a list that grew since the run began (bounces) is honoured when it resumes.
+        self.suppression = load_suppression(self.job)
         self._stack = ExitStack()
         self._team: SendingProcesses | None = None
 
@@ -182,6 +186,7 @@ class Invocation:
             skip_unknown=self.skip_unknown,
             share=share,
             connections=connections,
+            suppression=self.suppression,
         )
 
 

@@ -19,6 +19,7 @@ from batchmail.errors import ConnectFailure, invalid
 from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient
 from batchmail.load.settings import Job
+from batchmail.load.suppression import NO_SUPPRESSION, Suppression
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.kept import KeptMessages
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
@@ -102,6 +103,7 @@ class Runner(Struct):
     skip_unknown: bool = False
     share: Share = WHOLE  # the recipients this runner sends
     connections: int = 0  # SMTP sessions of this runner; 0: the job's rate.connections
+    suppression: Suppression = NO_SUPPRESSION  # read by this invocation: never mailed
     rng: random.Random = field(default_factory=random.Random)
     halt: Halt | None = None
     sent_now: int = 0
@@ -139,7 +141,17 @@ class Runner(Struct):
 
     def _todo(self, run: Run) -> Iterator[Recipient]:
         """The recipients of the run that still need a message, in order: those the validation
-        pass kept, else streamed from a second pass over the recipients."""
+        pass kept, else streamed from a second pass over the recipients. A suppressed one is
+        recorded as such as it is taken, never sent nor paced."""
+        suppression = self.suppression if self.suppression else None
+        for recipient in self._unsent(run):
+            where = suppression.listed(recipient.mailbox) if suppression is not None else None
+            if where is None:
+                yield recipient
+            else:
+                self.journal.suppressed(run, recipient.seq, f"listed in {where}")
+
+    def _unsent(self, run: Run) -> Iterator[Recipient]:
         stream: Iterator[Recipient] | None = None
         for seq in self._seqs_to_send(run):
             recipient = self.kept.recipient(seq)

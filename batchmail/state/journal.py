@@ -33,8 +33,17 @@ from batchmail.state.tables import SCHEMA
 # grows to 100,000 recipients, and every sending process has its connections.
 CACHE_SIZE = -512
 FOLD_EVERY = 1_000  # records a sending process appends before it folds them into SQLite
-# States the send loop tries again (`unknown` too, unless told to skip it).
-_RETRIED = (DeliveryState.PENDING, DeliveryState.FAILED, DeliveryState.DEFERRED)
+# States the send loop takes again (`unknown` too, unless told to skip it). `suppressed` too:
+# the suppression files are read anew by every invocation, and a recipient no longer listed is
+# sent to.
+_RETRIED = (
+    DeliveryState.PENDING,
+    DeliveryState.FAILED,
+    DeliveryState.DEFERRED,
+    DeliveryState.SUPPRESSED,
+)
+# A run is finished once none of its recipients is in another state.
+_FINAL = (DeliveryState.SENT, DeliveryState.SUPPRESSED)
 # A stored state's member by a dictionary lookup: thirty times cheaper than calling the enum,
 # for every row of a report of a million recipients.
 _STATES = {state.value: state for state in DeliveryState}
@@ -228,6 +237,10 @@ class Journal:
         """Recorded right after the server's reply."""
         self._append([FINISH, run.run_id, seq, run.invocation, self.clock(), state, code, response])
 
+    def suppressed(self, run: Run, seq: int, why: str) -> None:
+        """Recorded instead of a transaction: the recipient is in a suppression file."""
+        self.finish(run, seq, DeliveryState.SUPPRESSED, None, why)
+
     def _append(self, record: list[Any]) -> None:
         with self._log_lock:
             if self._log is None:
@@ -296,8 +309,8 @@ class Journal:
             )
             db.execute(
                 "UPDATE runs SET finished = ? WHERE run_id = ? AND NOT EXISTS (SELECT 1 "
-                "FROM deliveries WHERE run_id = ? AND state != ?)",
-                (now, run.run_id, run.run_id, DeliveryState.SENT),
+                "FROM deliveries WHERE run_id = ? AND state NOT IN (?, ?))",
+                (now, run.run_id, run.run_id, *_FINAL),
             )
 
     def sent_times(self, since: float, limit: int) -> list[float]:

@@ -19,6 +19,7 @@ class DeliveryState(StrEnum):
     UNKNOWN = "unknown"  # no reply after the data went out: it may have been delivered
     PREVIEWED = "previewed"  # a dry run wrote it to a file
     SKIPPED = "skipped"  # only in a report: delivered by an earlier invocation of the run
+    SUPPRESSED = "suppressed"  # listed in a suppression file when the send loop took it: not sent
 
 
 # In the report's summary, in this order.
@@ -30,6 +31,7 @@ REPORTED = (
     DeliveryState.UNKNOWN,
     DeliveryState.PENDING,
     DeliveryState.SKIPPED,
+    DeliveryState.SUPPRESSED,
 )
 DELIVERED = frozenset({DeliveryState.SENT, DeliveryState.PREVIEWED})
 # Tried in this invocation, whatever the reply.

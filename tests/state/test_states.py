@@ -21,6 +21,7 @@ def test_stored_and_reported_values_are_unchanged() -> None:
         "unknown",
         "previewed",
         "skipped",
+        "suppressed",
     ]
     assert {s.value for s in RunStatus} == {
         "completed",
