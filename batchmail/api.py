@@ -11,11 +11,12 @@ from pathlib import Path
 
 from msgspec import Struct, field, structs
 
-from batchmail.build.compose import Composer, Validation, validate
+from batchmail.build.compose import Built, Composer, Validation, validate
 from batchmail.errors import InvalidJobError, invalid
 from batchmail.load.job import display_path, load_job
 from batchmail.load.recipients import Warn
 from batchmail.load.settings import Job, RateSettings, SmtpSettings
+from batchmail.load.suppression import load_suppression
 from batchmail.outputs.report import full_summary
 from batchmail.outputs.run_outputs import RunOutputs
 from batchmail.send.invocation import Invocation, open_journal
@@ -75,9 +76,18 @@ def validate_job(
     warn: Warn = _ignore,
     expect_count: int | None = None,
 ) -> tuple[Job, Validation]:
-    """Load, render and build every message; raise InvalidJobError listing every problem."""
+    """Load, render and build every message; raise InvalidJobError listing every problem.
+    Every recipient is rendered, suppressed or not; the result counts the suppressed ones."""
     job = load_job(path)
-    validation = validate(Composer(job, warn))
+    suppression = load_suppression(job)
+    suppressed = 0
+
+    def count_suppressed(built: Built) -> None:
+        nonlocal suppressed
+        suppressed += suppression.listed(built.recipient.mailbox) is not None
+
+    validation = validate(Composer(job, warn), count_suppressed if suppression else None)
+    validation.suppressed = suppressed
     check_count(job, validation, expect_count)
     return job, validation
 

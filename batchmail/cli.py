@@ -130,7 +130,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from batchmail.api import validate_job  # noqa: PLC0415 - see the imports
 
     job, result = validate_job(args.job, warn, args.expect_count)
-    print(f"{display_path(job.path)}: valid: {result.count} messages")
+    suppressed = f", {result.suppressed} of them suppressed" if result.suppressed else ""
+    print(f"{display_path(job.path)}: valid: {result.count} messages{suppressed}")
     return EXIT_OK
 
 

@@ -21,6 +21,8 @@ from batchmail.load.settings import Job
 from batchmail.state.states import DeliveryState
 
 MAX_LISTED = 20  # addresses listed in a refusal
+# A run's recipients to whom nothing went in it.
+_UNTOUCHED = (DeliveryState.SKIPPED, DeliveryState.PENDING, DeliveryState.SUPPRESSED)
 
 
 class BatchmailTools:
@@ -69,6 +71,8 @@ class BatchmailTools:
         for ref in (job.text, job.html, job.markdown):
             if ref is not None:
                 root.check(job.base_dir / ref.name, "template")
+        for path in job.suppress:
+            root.check(path, "suppress")
 
     def _summary(self, preview: api.JobPreview) -> dict[str, Any]:
         refused = self.policy.allow.refused(preview.mailboxes)
@@ -84,6 +88,7 @@ class BatchmailTools:
             "path": self.results.shown(preview.job.path),
             "from": preview.job.sender.shown,
             "messages": count,
+            "suppressed": preview.suppressed,  # of those: listed in a suppression file, not sent
             "warnings": preview.warnings[:MAX_LISTED],
             "not_allowed": refused[:MAX_LISTED],
             "not_allowed_count": len(refused),
@@ -234,8 +239,9 @@ def _secret_names(job: Job) -> list[str]:
 
 def _charged(summary: Mapping[str, int], count: int) -> int:
     """Messages of a run that count against the cap: all but those already delivered before
-    (skipped) and those never tried (pending). A resumed run counts its earlier sends again."""
-    untouched = summary.get(DeliveryState.SKIPPED, 0) + summary.get(DeliveryState.PENDING, 0)
+    (skipped), those never tried (pending) and the suppressed. A resumed run counts its earlier
+    sends again."""
+    untouched = sum(summary.get(state, 0) for state in _UNTOUCHED)
     return max(0, min(count, count - untouched))
 
 

@@ -60,6 +60,7 @@ class Validation(Struct):
     count: int = 0
     digest: str = ""
     problems: list[Problem] = field(default_factory=list)
+    suppressed: int = 0  # recipients in the suppression files (not part of the digest)
 
 
 class Composer:

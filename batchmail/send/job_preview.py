@@ -13,6 +13,7 @@ from batchmail.errors import Problem, invalid
 from batchmail.load.addresses import Mailbox
 from batchmail.load.recipients import Recipient
 from batchmail.load.settings import Job
+from batchmail.load.suppression import load_suppression
 from batchmail.send.single import Attached
 
 # Whether any of the texts holds something that must never be mailed (a secret's value).
@@ -35,6 +36,7 @@ class JobPreview(Struct, frozen=True):
     messages: list[ShownMessage]  # the first ones
     warnings: list[str] = field(default_factory=list)
     attachment_files: list[Path] = field(default_factory=list)  # what the shared globs matched
+    suppressed: int = 0  # recipients in the suppression files: never mailed
 
 
 class _ScreenedComposer(Composer):
@@ -62,6 +64,7 @@ def preview_job(job: Job, limit: int, screen: Screen | None = None) -> JobPrevie
     """Validate the job (InvalidJobError listing every problem) and show its first `limit`
     messages; `screen` refuses messages holding what must not be mailed."""
     warnings: list[str] = []
+    suppression = load_suppression(job)
     composer = _ScreenedComposer(job, warnings, screen)
     validation = validate(composer)
     warned = list(warnings)  # before the messages are shown: that pass warns again
@@ -79,6 +82,7 @@ def preview_job(job: Job, limit: int, screen: Screen | None = None) -> JobPrevie
         _first_messages(composer, limit),
         warned,
         files,
+        suppression.count(composer.mailboxes.values()),
     )
 
 
