@@ -1,0 +1,136 @@
+"""What `batchmail bounces` recorded: each recipient a notification named, in a table of the
+job's journal, once per notification and address, so that reading a mailbox again adds nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from enum import StrEnum
+from typing import Any
+
+from msgspec import Struct
+
+from batchmail.errors import StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    job        TEXT NOT NULL,
+    notice     TEXT NOT NULL,  -- the notification's Message-ID, else a digest of its bytes
+    address    TEXT NOT NULL,  -- the address it names, as a matching key
+    run_id     TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    kind       TEXT NOT NULL,  -- bounced | complained | delayed
+    status     TEXT NOT NULL,  -- 5.1.1, 4.4.1, or the abuse report's feedback type
+    diagnostic TEXT NOT NULL,
+    recorded   REAL NOT NULL,
+    PRIMARY KEY (job, notice, address)
+) WITHOUT ROWID;
+"""
+
+
+class FeedbackKind(StrEnum):
+    """What a notification says of a recipient."""
+
+    BOUNCED = "bounced"  # a permanent failure (5.x.x): suppressed
+    COMPLAINED = "complained"  # an abuse report (RFC 5965): suppressed
+    DELAYED = "delayed"  # a transient failure (4.x.x): recorded, never suppressed
+
+
+SUPPRESSED_KINDS = frozenset({FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED})
+
+
+class FeedbackEntry(Struct, frozen=True):
+    notice: str
+    address: str
+    run_id: str
+    seq: int
+    kind: FeedbackKind
+    status: str
+    diagnostic: str
+
+
+class Delivered(Struct, frozen=True):
+    """A message of the job the journal knows: its run, its recipient's seq and address."""
+
+    run_id: str
+    seq: int
+    email: str
+
+
+class FeedbackBook:
+    """The feedback table of a job's journal, on the journal's connection (under its lock)."""
+
+    def __init__(self, db: sqlite3.Connection, job: str):
+        self.db = db
+        self.job = job
+        try:
+            db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the journal's feedback table: {exc}") from None
+
+    def delivered(self, run_id: str, seq: int) -> Delivered | None:
+        """The job's message of that run and seq, if the journal has it."""
+        row = self._one(
+            "SELECT d.email FROM deliveries d JOIN runs r USING (run_id) "
+            "WHERE r.job = ? AND d.run_id = ? AND d.seq = ?",
+            (self.job, run_id, seq),
+        )
+        return Delivered(run_id, seq, row[0]) if row else None
+
+    def latest_to(self, email: str) -> Delivered | None:
+        """The job's latest message to an address (as the journal keeps it)."""
+        row = self._one(
+            "SELECT d.run_id, d.seq FROM deliveries d JOIN runs r USING (run_id) "
+            "WHERE r.job = ? AND d.email = ? ORDER BY r.started DESC, r.rowid DESC LIMIT 1",
+            (self.job, email),
+        )
+        return Delivered(row[0], row[1], email) if row else None
+
+    def has(self, entry: FeedbackEntry) -> bool:
+        """Whether this notification's entry for the address is recorded."""
+        row = self._one(
+            "SELECT 1 FROM feedback WHERE job = ? AND notice = ? AND address = ?",
+            (self.job, entry.notice, entry.address),
+        )
+        return row is not None
+
+    def record(self, entry: FeedbackEntry) -> bool:
+        """Record an entry; False when this notification's entry for the address exists."""
+        try:
+            with self.db:
+                cursor = self.db.execute(
+                    "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        self.job,
+                        entry.notice,
+                        entry.address,
+                        entry.run_id,
+                        entry.seq,
+                        entry.kind,
+                        entry.status,
+                        entry.diagnostic,
+                        time.time(),
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the journal: {exc}") from None
+        return cursor.rowcount == 1
+
+    def entries(self) -> list[FeedbackEntry]:
+        rows = self._all(
+            "SELECT notice, address, run_id, seq, kind, status, diagnostic FROM feedback "
+            "WHERE job = ? ORDER BY recorded, notice, address",
+            (self.job,),
+        )
+        return [FeedbackEntry(n, a, r, s, FeedbackKind(k), st, d) for n, a, r, s, k, st, d in rows]
+
+    def _one(self, sql: str, parameters: tuple[object, ...]) -> tuple[Any, ...] | None:
+        rows = self._all(sql, parameters)
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self.db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the journal: {exc}") from None
