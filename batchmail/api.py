@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msgspec import Struct, field, structs
 
 from batchmail.build.compose import Built, Composer, Validation, validate
 from batchmail.errors import InvalidJobError, invalid
+from batchmail.feedback.options import BounceOptions as BounceOptions  # noqa: PLC0414 - the face's types
 from batchmail.load.job import display_path, load_job
 from batchmail.load.recipients import Warn
 from batchmail.load.settings import Job, RateSettings, SmtpSettings
@@ -32,6 +34,9 @@ from batchmail.send.single import send_one as send_single
 from batchmail.send.targets import Target, default_state_dir, preview_target, sending_target
 from batchmail.state.states import RunStatus
 from batchmail.transport.contract import Transport
+
+if TYPE_CHECKING:
+    from batchmail.feedback.bounces import BounceSummary
 
 
 def _ignore(_: object) -> None:
@@ -195,3 +200,13 @@ def preview(job: Job, limit: int = 3, screen: Screen | None = None) -> JobPrevie
 def send_one(message: OneMessage, smtp: SmtpSettings, environ: Mapping[str, str]) -> SentOne:
     """One message outside any job, built and sent as a job's messages are."""
     return send_single(message, smtp, environ)
+
+
+def bounces(path: Path, source: str, options: BounceOptions) -> BounceSummary:
+    """Read notifications from a Maildir folder, an mbox file or an imaps:// folder, match them
+    to the job's journal, and suppress the recipients that bounced or complained."""
+    from batchmail.feedback.bounces import read_bounces  # noqa: PLC0415 - only this command's
+
+    job = load_job(path, options.environ)
+    state_dir = default_state_dir(job, options.state_dir, options.environ)
+    return read_bounces(job, source, state_dir, options)

@@ -98,6 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_validate)
 
+    bounces = commands.add_parser(
+        "bounces",
+        help="read bounces and abuse reports; suppress the recipients they name",
+    )
+    bounces.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a Maildir folder, an mbox file, or imaps://USER@HOST:PORT/FOLDER",
+    )
+    bounces.add_argument("--job", type=Path, required=True, metavar="JOB")
+    bounces.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the job's journal lives (default: as for run)",
+    )
+    bounces.add_argument(
+        "--password-env",
+        metavar="NAME",
+        help="the environment variable holding the IMAP password",
+    )
+    bounces.set_defaults(func=cmd_bounces)
+
     mcp = commands.add_parser("mcp", help="serve batchmail to LLM agents over MCP (stdio)")
     mcp.set_defaults(func=cmd_mcp)
 
@@ -132,6 +155,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     job, result = validate_job(args.job, warn, args.expect_count)
     suppressed = f", {result.suppressed} of them suppressed" if result.suppressed else ""
     print(f"{display_path(job.path)}: valid: {result.count} messages{suppressed}")
+    return EXIT_OK
+
+
+def cmd_bounces(args: argparse.Namespace) -> int:
+    from batchmail.api import BounceOptions, bounces  # noqa: PLC0415 - see the imports
+
+    options = BounceOptions(
+        state_dir=args.state_dir,
+        password_env=args.password_env,
+        on_line=lambda line: print(line, flush=True),
+    )
+    summary = bounces(args.job, args.source, options)
+    print(summary.line())
     return EXIT_OK
 
 
