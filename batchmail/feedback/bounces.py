@@ -69,7 +69,7 @@ def read_bounces(job: Job, source: str, state_dir: Path, options: BounceOptions)
             entries = _entries(
                 stored, read_notification(stored.data), matcher, summary, options.on_line
             )
-            _keep(job.suppress[0], book, entries, summary)
+            _keep(job, book, entries, summary)
     return summary
 
 
@@ -122,7 +122,7 @@ def _entries(
 
 
 def _keep(
-    path: Path,
+    job: Job,
     book: FeedbackBook,
     entries: Iterable[tuple[FeedbackEntry, Mailbox]],
     summary: BounceSummary,
@@ -131,6 +131,6 @@ def _keep(
     reading records, finding their addresses in the file already."""
     entries = list(entries)
     suppressed = [address for entry, address in entries if entry.kind in SUPPRESSED_KINDS]
-    summary.added.extend(a.address for a in append_new(path, suppressed))
+    summary.added.extend(a.address for a in append_new(job, suppressed))
     for entry, _ in entries:
         summary.recorded += book.record(entry)

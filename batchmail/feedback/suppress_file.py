@@ -1,5 +1,6 @@
-"""Appending to a job's suppression file: the addresses it does not list yet, one a line (a row
-of its `email` column for a `.csv`), the file created when missing."""
+"""Appending to a job's first suppression file: the addresses no entry of it covers yet (as a
+run matches them, `load/suppression.py`), one a line, or a row of its `email` column for a
+`.csv`; the file is created when missing."""
 
 from __future__ import annotations
 
@@ -9,74 +10,55 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from msgspec import structs
+
 from batchmail.errors import StateError
-from batchmail.load.addresses import AddressError, Mailbox, mailbox
+from batchmail.load.addresses import Mailbox
+from batchmail.load.settings import Job
+from batchmail.load.suppression import NO_SUPPRESSION, load_suppression
 
 
-class Listed:
-    """What a suppression file holds already, as matching keys: addresses and @domains."""
-
-    def __init__(self, text: str, is_csv: bool):
-        self.addresses: set[str] = set()
-        self.domains: set[str] = set()
-        self.columns: list[str] = []
-        for entry in _csv_cells(text, self) if is_csv else text.splitlines():
-            self._add(entry.strip())
-
-    def _add(self, entry: str) -> None:
-        if not entry or entry.startswith("#"):
-            return
-        try:
-            if entry.startswith("@"):
-                self.domains.add(mailbox(f"postmaster{entry}").domain_key)
-            else:
-                self.addresses.add(mailbox(entry).key)
-        except AddressError:
-            return  # not ours to judge here: the run that reads the file names it
-
-    def holds(self, address: Mailbox) -> bool:
-        return address.key in self.addresses or address.domain_key in self.domains
-
-
-def _csv_cells(text: str, listed: Listed) -> list[str]:
-    """The `email` column's cells when the header names one, else the first column's."""
-    rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text)) if row]
-    if not rows:
-        return []
-    column = 0
-    if rows[0] and ("email" in [c.lower() for c in rows[0]] or "@" not in rows[0][0]):
-        listed.columns = rows[0]
-        names = [c.lower() for c in rows[0]]
-        column = names.index("email") if "email" in names else 0
-        rows = rows[1:]
-    return [row[column] for row in rows if column < len(row)]
-
-
-def append_new(path: Path, addresses: Iterable[Mailbox]) -> list[Mailbox]:
-    """Append the addresses the file does not hold (by address or domain); those appended."""
-    is_csv = path.suffix.lower() == ".csv"
-    try:
-        text = path.read_text(encoding="utf-8-sig") if path.exists() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StateError(f"cannot read the suppression file {path}: {exc}") from None
-    listed = Listed(text, is_csv)
+def append_new(job: Job, addresses: Iterable[Mailbox]) -> list[Mailbox]:
+    """Append the addresses the first file does not cover (by address or domain); those
+    appended. A line of the file that is neither is a job error, as for a run."""
+    path = job.suppress[0]
+    text = _text(path)
+    listed = load_suppression(structs.replace(job, suppress=(path,))) if text else NO_SUPPRESSION
     added: list[Mailbox] = []
+    seen: set[str] = set()
     for address in addresses:
-        if not listed.holds(address):
-            listed.addresses.add(address.key)
+        if listed.listed(address) is None and address.person_key not in seen:
+            seen.add(address.person_key)
             added.append(address)
     if added:
-        _write(path, text, _lines(added, listed.columns if is_csv else None))
+        columns = _csv_header(text) if path.suffix.lower() == ".csv" else None
+        _write(path, text, _lines(added, columns))
     return added
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StateError(f"cannot read the suppression file {path}: {exc}") from None
+
+
+def _csv_header(text: str) -> list[str]:
+    """The first row when it is a header (it names `email`, or its first cell is no address),
+    as `load/suppression.py` reads it."""
+    first = next(csv.reader(io.StringIO(text)), [])
+    cells = [cell.strip() for cell in first]
+    is_header = any(c.lower() == "email" for c in cells) or bool(cells and "@" not in cells[0])
+    return cells if is_header else []
 
 
 def _lines(added: list[Mailbox], columns: list[str] | None) -> str:
     if columns is None:
         return "".join(f"{address.address}\n" for address in added)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
     names = [c.lower() for c in columns]
     column = names.index("email") if "email" in names else 0
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
     for address in added:
         row = [""] * max(len(columns), 1)
         row[column] = address.address

@@ -13,7 +13,7 @@ import pytest
 from dovecot import PASSWORD, Dovecot
 from samples import abuse_report, bounce, delay, ordinary
 from smtpserver import SmtpServer, SmtpServerFactory
-from support import cli, make_job, parse, recipients
+from support import cli, make_job, parse, recipients, report_of
 
 SUPPRESSED = "lists/suppressed.txt"
 HEADER = "# unsubscribed, bounced or complaining\n"
@@ -149,6 +149,31 @@ def test_bounces_suppress_exactly_the_bounced_and_complaining_recipients_once(
     assert len(sent_job.feedback_rows()) == 3
 
 
+def test_the_next_run_does_not_mail_the_recipients_bounces_suppressed(
+    sent_job: SentJob, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = maildir_of(tmp_path / "Maildir", sent_job.notifications())
+    code, _, err = cli(capsys, "bounces", folder, "--job", sent_job.path)
+    assert code == 0, err
+    sent_job.server.messages.clear()
+
+    code, out, err = cli(capsys, "run", sent_job.path, "--new-run", "--report", "report.json")
+
+    assert code == 0, err
+    assert sorted(m.rcpt_tos[0] for m in sent_job.server.messages) == [
+        "user2@example.com",
+        "user4@example.com",
+    ]
+    statuses = {r["email"]: r["status"] for r in report_of(tmp_path / "report.json")["recipients"]}
+    assert statuses == {
+        "user1@example.com": "suppressed",
+        "user2@example.com": "sent",
+        "user3@example.com": "suppressed",
+        "user4@example.com": "sent",
+    }
+    assert "2 suppressed" in out
+
+
 def test_the_imap_folder_is_read_only_and_its_messages_stay_unseen(
     sent_job: SentJob,
     dovecot: Dovecot,
@@ -168,3 +193,46 @@ def test_the_imap_folder_is_read_only_and_its_messages_stay_unseen(
     assert code == 0, err
     assert "2 added to" in out
     assert dovecot.unseen(client_context, "Bounces") == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "holds", "after"),
+    [
+        (SUPPRESSED, None, "user1@example.com\nuser3@example.com\n"),
+        (SUPPRESSED, "USER1@Example.COM", "USER1@Example.COM\nuser3@example.com\n"),
+        (SUPPRESSED, "@EXAMPLE.com\n", "@EXAMPLE.com\n"),
+        (
+            "lists/suppressed.csv",
+            "name,email\nAnn,ann@example.org\n",
+            "name,email\nAnn,ann@example.org\n,user1@example.com\n,user3@example.com\n",
+        ),
+    ],
+)
+def test_the_suppression_file_gets_only_addresses_it_does_not_cover_yet(
+    sent_job: SentJob,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    holds: str | None,
+    after: str,
+) -> None:
+    make_job(
+        tmp_path,
+        sent_job.server.port,
+        recipients=recipients(4),
+        attachments=None,
+        suppress=[name, SUPPRESSED],
+    )
+    path = tmp_path / name
+    path.unlink(missing_ok=True)
+    if holds is not None:
+        path.write_text(holds)
+    folder = maildir_of(tmp_path / "Maildir", sent_job.notifications())
+
+    code, out, err = cli(capsys, "bounces", folder, "--job", sent_job.path)
+
+    assert code == 0, err
+    assert path.read_text() == after
+    added = after.count("user")
+    summary = out.splitlines()[-1]
+    assert summary.endswith(f"{added} added to {name}" if added else f"nothing added to {name}")
