@@ -13,27 +13,48 @@ from batchmail.load.addresses import Mailbox
 
 class Route(Struct, frozen=True):
     """Where a message goes: the envelope's sender and recipient (RFC 5321 forms), and whether
-    they need SMTPUTF8 (RFC 6531)."""
+    they need SMTPUTF8 (RFC 6531).
+
+    The primary recipient's reply decides the message: refused, it goes to nobody. With
+    `copies_only` the primary already has it: the copies alone are the envelope's recipients,
+    and the message goes to those of them the server accepts (a copy's retry)."""
 
     seq: int
     sender: str
     recipient: str
     smtputf8: bool = False
     copies: tuple[str, ...] = ()  # further envelope recipients of the same message (cc, bcc)
+    copies_only: bool = False
 
     @classmethod
     def between(
-        cls, seq: int, sender: Mailbox, recipient: Mailbox, copies: Sequence[Mailbox] = ()
+        cls,
+        seq: int,
+        sender: Mailbox,
+        recipient: Mailbox,
+        copies: Sequence[Mailbox] = (),
+        *,
+        copies_only: bool = False,
     ) -> Route:
         # RFC 6531: a non-ASCII address anywhere in the envelope needs SMTPUTF8.
-        smtputf8 = sender.smtputf8 or recipient.smtputf8 or any(c.smtputf8 for c in copies)
+        smtputf8 = (
+            sender.smtputf8
+            or (recipient.smtputf8 and not copies_only)
+            or any(c.smtputf8 for c in copies)
+        )
         return cls(
             seq,
             sender.envelope_address,
             recipient.envelope_address,
             smtputf8,
             tuple(copy.envelope_address for copy in copies),
+            copies_only,
         )
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Every RCPT of the envelope, in order."""
+        return self.copies if self.copies_only else (self.recipient, *self.copies)
 
 
 class Envelope(Struct, frozen=True):
@@ -59,7 +80,7 @@ DELIVERED_OUTCOMES = frozenset({OutcomeState.SENT, OutcomeState.PREVIEWED})
 
 
 class Refusal(Struct, frozen=True):
-    """A copy's envelope recipient (cc, bcc) the server refused while it took the message."""
+    """A copy's envelope recipient (cc, bcc) the server refused (RCPT, 4yz or 5yz)."""
 
     address: str
     code: int | None
@@ -67,8 +88,9 @@ class Refusal(Struct, frozen=True):
 
 
 class Outcome(Struct, frozen=True):
-    """What became of one message: `state` is the primary recipient's; copies the server
-    refused while accepting the message for the primary are in `refused`."""
+    """What became of one message: `state` is the primary recipient's (of a copies-only route:
+    the message's, sent when any copy accepted it); the copies the server refused are in
+    `refused`, the others share the message's fate."""
 
     state: OutcomeState
     code: int | None

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from msgspec import Struct
 
 from batchmail.load.addresses import mailbox
-from batchmail.transport.contract import Envelope, Outcome, OutcomeState
+from batchmail.transport.contract import Envelope, Outcome, OutcomeState, Refusal
 
 
 class Kept(Struct, frozen=True):
@@ -16,7 +16,7 @@ class Kept(Struct, frozen=True):
 
     seq: int  # the recipient's number in the job
     sender: str  # MAIL FROM
-    recipients: tuple[str, ...]  # RCPT TO
+    recipients: tuple[str, ...]  # RCPT TO: the primary recipient, then the copies taken
     data: bytes  # the message, byte for byte
     smtputf8: bool = False  # whether the envelope needed SMTPUTF8 (RFC 6531)
 
@@ -24,7 +24,8 @@ class Kept(Struct, frozen=True):
 class MemoryTransport:
     """Appends each message to `outbox` and answers 250, as a server that accepts everything
     would; transports given the same list share it. A recipient in `refuse` (any form of the
-    address: an IDN domain in U-labels or A-labels) is refused with a 550 and kept nowhere."""
+    address: an IDN domain in U-labels or A-labels) is refused with a 550: a primary recipient's
+    message is kept nowhere, a refused copy is left out of the message's recipients."""
 
     def __init__(self, outbox: list[Kept] | None = None, refuse: Iterable[str] = ()):
         self.outbox: list[Kept] = [] if outbox is None else outbox
@@ -32,14 +33,24 @@ class MemoryTransport:
 
     def send(self, envelope: Envelope) -> Outcome:
         route = envelope.route
-        if self._refused and mailbox(route.recipient, checked=True).key in self._refused:
+        refused = tuple(_refusal(copy) for copy in route.copies if self._refuses(copy))
+        if not route.copies_only and self._refuses(route.recipient):
+            refusal = _refusal(route.recipient)
+            return Outcome(OutcomeState.FAILED, refusal.code, refusal.response, refused=refused)
+        taken = tuple(a for a in route.recipients if not refused or not self._refuses(a))
+        if not taken:  # a copies-only route whose every copy was refused
             return Outcome(
-                OutcomeState.FAILED, 550, f"5.1.1 <{route.recipient}>: recipient refused"
+                OutcomeState.FAILED, refused[0].code, refused[0].response, refused=refused
             )
-        self.outbox.append(
-            Kept(route.seq, route.sender, (route.recipient,), envelope.data, route.smtputf8)
-        )
-        return Outcome(OutcomeState.SENT, 250, "2.0.0 kept in memory")
+        self.outbox.append(Kept(route.seq, route.sender, taken, envelope.data, route.smtputf8))
+        return Outcome(OutcomeState.SENT, 250, "2.0.0 kept in memory", refused=refused)
+
+    def _refuses(self, address: str) -> bool:
+        return bool(self._refused) and mailbox(address, checked=True).key in self._refused
 
     def close(self) -> None:
         pass
+
+
+def _refusal(address: str) -> Refusal:
+    return Refusal(address, 550, f"5.1.1 <{address}>: recipient refused")

@@ -12,9 +12,10 @@ from typing import Any
 
 from batchmail.errors import ConnectFailure
 from batchmail.load.settings import SmtpSettings
-from batchmail.transport.contract import Envelope, Outcome, OutcomeState, Route
+from batchmail.transport.contract import Envelope, Outcome, OutcomeState, Refusal, Route
 from batchmail.transport.credentials import Credentials
 from batchmail.transport.pipelining import InFlight
+from batchmail.transport.smtp_replies import EnvelopeReplies, Reply, reply_text
 
 _DOT_LINE = re.compile(rb"^\.", re.MULTILINE)
 
@@ -146,10 +147,11 @@ class SmtpTransport:
     def _transaction(self, envelope: Envelope, following: Route | None) -> Outcome | InFlight:
         conn = self.conn
         assert conn is not None
-        if envelope.route.smtputf8 and not conn.has_extn("smtputf8"):
+        route = envelope.route
+        if route.smtputf8 and not conn.has_extn("smtputf8"):
             # RFC 6531 3.4: without the extension a non-ASCII local part cannot be delivered.
-            route = envelope.route
-            needing = " and ".join(a for a in (route.sender, route.recipient) if not a.isascii())
+            addresses = (route.sender, *route.recipients)
+            needing = " and ".join(a for a in addresses if not a.isascii())
             return Outcome(
                 OutcomeState.FAILED,
                 None,
@@ -157,30 +159,33 @@ class SmtpTransport:
                 f"the non-ASCII address {needing}",
             )
         try:
-            replies = self._envelope_replies(conn, envelope)
-            return self._after_envelope(conn, envelope, replies, following)
+            replies = self._envelope_replies(conn, route)
+            return self._after_envelope(
+                conn, envelope, EnvelopeReplies.of(route, replies), following
+            )
         except _Dropped as exc:
             self.close()
             if exc.first_reply and self.sent_on_conn:
                 raise _StaleConnection(exc.reason) from None
             return Outcome(OutcomeState.DEFERRED, None, f"connection lost: {exc.reason}")
 
-    def _envelope_replies(self, conn: smtplib.SMTP, envelope: Envelope) -> tuple[Reply, ...]:
-        """Replies to MAIL, RCPT and DATA: in one round trip where the server allows
-        PIPELINING (RFC 2920), else one command at a time, stopping at the first refusal."""
-        group = _commands(envelope.route)
+    def _envelope_replies(self, conn: smtplib.SMTP, route: Route) -> tuple[Reply, ...]:
+        """Replies to MAIL, each RCPT and DATA: in one round trip where the server allows
+        PIPELINING (RFC 2920), else one command at a time, stopping at the first refusal that
+        decides the message (the sender's, the primary recipient's, every copy's)."""
+        group = _commands(route)
+        count = len(route.recipients) + 2
         if self.announced is not None or conn.has_extn("pipelining"):
             if self.announced is None:
                 _io(conn.send, group, first_reply=True)
-            pipelined = tuple(_io(conn.getreply, first_reply=i == 0) for i in range(3))
+            pipelined = tuple(_io(conn.getreply, first_reply=i == 0) for i in range(count))
             self.announced = None  # its DATA is answered: a close may QUIT again
             return pipelined
-        lines = group.splitlines(keepends=True)
         replies: list[Reply] = []
-        for line, wanted in zip(lines, ((250,), (250, 251), (354,)), strict=True):
+        for line in group.splitlines(keepends=True):
             _io(conn.send, line, first_reply=not replies)
             replies.append(_io(conn.getreply, first_reply=not replies))
-            if replies[-1][0] not in wanted:
+            if EnvelopeReplies.of(route, tuple(replies)).stops():
                 break
         return tuple(replies)
 
@@ -188,27 +193,36 @@ class SmtpTransport:
         self,
         conn: smtplib.SMTP,
         envelope: Envelope,
-        replies: tuple[Reply, ...],
+        replies: EnvelopeReplies,
         following: Route | None,
     ) -> Outcome | InFlight:
-        """Judge the envelope replies; send the content when all three accept."""
-        mail, *others = replies
-        rcpt, data = (*others, None, None)[:2]
-        rcpt_ok = rcpt is not None and rcpt[0] in (250, 251)
-        if data is not None and data[0] == 354 and not (mail[0] == 250 and rcpt_ok):
-            # RFC 2920 3.1: DATA was accepted although the envelope was not: end it empty.
-            _io(conn.send, b".\r\n")
-            _io(conn.getreply)
+        """Judge the envelope replies; send the content when the message goes."""
+        goes = replies.goes()
+        if replies.data is not None and replies.data[0] == 354 and not goes:
+            if replies.accepted():
+                # RFC 2920 3.1 lets only the dot end the data, which would deliver the message
+                # to the copies the server accepted: the connection ends instead.
+                self._drop()
+            else:  # DATA was accepted although no recipient was: end it empty
+                _io(conn.send, b".\r\n")
+                _io(conn.getreply)
+        mail = replies.mail
         if mail[0] != 250:
             refused = self._refused(*mail)
             return Outcome(refused.state, refused.code, refused.response, sender_refused=True)
-        if rcpt is None or not rcpt_ok:
-            return self._refused(*(rcpt or mail))
-        if data is None or data[0] != 354:
-            return self._refused(*(data or rcpt))
-        return self._content(conn, envelope, following)
+        if not goes:
+            return self._refused(*replies.deciding(), refused=replies.refused())
+        if replies.data is None or replies.data[0] != 354:
+            return self._refused(*(replies.data or replies.last))
+        return self._content(conn, envelope, following, replies.refused())
 
-    def _content(self, conn: smtplib.SMTP, envelope: Envelope, following: Route | None) -> InFlight:
+    def _content(
+        self,
+        conn: smtplib.SMTP,
+        envelope: Envelope,
+        following: Route | None,
+        refused: tuple[Refusal, ...],
+    ) -> InFlight:
         payload = envelope.data
         if payload.startswith(b".") or b"\n." in payload:  # a scan, much cheaper than the regex
             payload = _DOT_LINE.sub(b"..", payload)  # RFC 5321 4.5.2 transparency
@@ -218,9 +232,9 @@ class SmtpTransport:
         _io(conn.send, payload + b".\r\n" + (_commands(announced) if announced else b""))
         self.announced = announced
         assert conn.sock is not None
-        return _AwaitedReply(self, conn.sock)
+        return _AwaitedReply(self, conn.sock, refused)
 
-    def _reply_to_content(self) -> Outcome:
+    def _reply_to_content(self, refused: tuple[Refusal, ...]) -> Outcome:
         conn = self.conn
         if conn is None:  # closed meanwhile
             return self._lost("the connection was closed")
@@ -231,18 +245,18 @@ class SmtpTransport:
         self.sent_on_conn += 1
         if code == 421:
             self.close()
-        return Outcome(classify(code), code, _text(reply))
+        return Outcome(classify(code), code, reply_text(reply), refused=refused)
 
     def _lost(self, reason: str) -> Outcome:
         self._drop()  # a QUIT now would wait behind the reply that did not come
         return Outcome(OutcomeState.UNKNOWN, None, f"no reply after the message was sent: {reason}")
 
-    def _refused(self, code: int, reply: bytes) -> Outcome:
+    def _refused(self, code: int, reply: bytes, refused: tuple[Refusal, ...] = ()) -> Outcome:
         if code == 421:  # the server is closing the session
             self.close()
         else:
             self._reset()
-        return Outcome(classify(code), code, _text(reply))
+        return Outcome(classify(code), code, reply_text(reply), refused=refused)
 
     def _reset(self) -> None:
         try:
@@ -271,9 +285,13 @@ class SmtpTransport:
 
 
 def _commands(route: Route) -> bytes:
-    """MAIL, RCPT and DATA, as one pipelined group (RFC 2920)."""
+    """MAIL, a RCPT for each envelope recipient and DATA, as one pipelined group (RFC 2920)."""
     option = " SMTPUTF8" if route.smtputf8 else ""
-    text = f"MAIL FROM:<{route.sender}>{option}\r\nRCPT TO:<{route.recipient}>\r\nDATA\r\n"
+    if route.copies:
+        rcpts = "".join(f"RCPT TO:<{address}>\r\n" for address in route.recipients)
+    else:
+        rcpts = f"RCPT TO:<{route.recipient}>\r\n"
+    text = f"MAIL FROM:<{route.sender}>{option}\r\n{rcpts}DATA\r\n"
     return text.encode("utf-8" if route.smtputf8 else "ascii")
 
 
@@ -281,9 +299,6 @@ def _can_announce(conn: smtplib.SMTP, route: Route) -> bool:
     return bool(conn.has_extn("pipelining")) and (
         not route.smtputf8 or bool(conn.has_extn("smtputf8"))
     )
-
-
-Reply = tuple[int, bytes]
 
 
 class _StaleConnection(Exception):
@@ -308,30 +323,26 @@ def _io(call: Callable[..., Any], *args: bytes, first_reply: bool = False) -> An
 class _AwaitedReply:
     """The `InFlight` of an SMTP session: the reply to a message's content, on its socket."""
 
-    __slots__ = ("_sock", "_transport", "deadline")
+    __slots__ = ("_refused", "_sock", "_transport", "deadline")
 
-    def __init__(self, transport: SmtpTransport, sock: socket.socket):
+    def __init__(self, transport: SmtpTransport, sock: socket.socket, refused: tuple[Refusal, ...]):
         self._transport = transport
         self._sock = sock
+        self._refused = refused  # copies the server refused before the content
         self.deadline = time.monotonic() + transport.settings.timeout  # for the reply
 
     def fileno(self) -> int:
         return self._sock.fileno()
 
     def finish(self) -> Outcome:
-        return self._transport._reply_to_content()
+        return self._transport._reply_to_content(self._refused)
 
     def abandon(self, reason: str) -> Outcome:
         return self._transport._lost(reason)
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
-    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
-
-
-def _text(reply: bytes | str) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(text.split())
+    return f"{exc.smtp_code} {reply_text(exc.smtp_error)}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ import pytest
 from smtpserver import Script, SmtpServerFactory
 from support import make_job
 
+from batchmail.load.addresses import parse_mailbox
 from batchmail.load.job import load_job
 from batchmail.transport.contract import Envelope, Outcome, Route, Transport
 from batchmail.transport.folder import FolderTransport
@@ -255,3 +256,80 @@ def test_smtp_names_the_non_ascii_sender_when_the_server_lacks_smtputf8(
     assert "does not offer SMTPUTF8" in outcome.response
     assert "张伟@example.com" in outcome.response
     assert "alice@example.com" not in outcome.response
+
+
+# --- copies of a message (cc, bcc): further envelope recipients of the same transaction ---
+
+COPIES = ("cc@example.com", "bcc@example.org")
+
+
+def test_copies_are_envelope_recipients_of_the_one_message(
+    harness: Harness, transport: Transport
+) -> None:
+    route = Route(1, SENDER, "alice@example.com", copies=COPIES)
+
+    outcome = transport.send(Envelope(route, DATA))
+
+    assert (outcome.state, outcome.refused) == (harness.delivered_state, ())
+    assert harness.received([outcome]) == [DATA]  # one message, whatever the recipients
+    assert harness.envelopes() in (None, [(SENDER, ["alice@example.com", *COPIES])])
+
+
+@pytest.mark.parametrize("harness", REFUSING, indirect=True)
+def test_a_refused_copy_is_listed_and_the_message_goes_to_the_others(harness: Harness) -> None:
+    transport = harness.make(refuse=["cc@example.com"])
+
+    outcome = transport.send(Envelope(Route(1, SENDER, "alice@example.com", copies=COPIES), DATA))
+    transport.close()
+
+    assert outcome.state == harness.delivered_state
+    assert [(r.address, r.code) for r in outcome.refused] == [("cc@example.com", 550)]
+    assert outcome.refused[0].response
+    assert harness.envelopes() == [(SENDER, ["alice@example.com", "bcc@example.org"])]
+
+
+@pytest.mark.parametrize("harness", REFUSING, indirect=True)
+def test_a_refused_primary_recipient_sends_the_message_to_none_of_its_copies(
+    harness: Harness,
+) -> None:
+    transport = harness.make(refuse=["nobody@example.com"])
+
+    route = Route(1, SENDER, "nobody@example.com", copies=COPIES)
+    refused = transport.send(Envelope(route, DATA))
+    accepted = transport.send(envelope(2, "alice@example.com"))
+    transport.close()
+
+    assert (refused.state, refused.code) == ("failed", 550)
+    assert accepted.state == harness.delivered_state
+    assert harness.envelopes() == [(SENDER, ["alice@example.com"])]
+
+
+@pytest.mark.parametrize("harness", REFUSING, indirect=True)
+def test_a_copies_only_route_goes_to_the_copies_the_server_accepts(harness: Harness) -> None:
+    """A copy's retry: the primary recipient already has the message."""
+    transport = harness.make(refuse=["cc@example.com"])
+
+    both = Route(1, SENDER, "alice@example.com", copies=COPIES, copies_only=True)
+    sent = transport.send(Envelope(both, DATA))
+    lone = Route(2, SENDER, "alice@example.com", copies=COPIES[:1], copies_only=True)
+    refused = transport.send(Envelope(lone, DATA))
+    transport.close()
+
+    assert sent.state == harness.delivered_state
+    assert [(r.address, r.code) for r in sent.refused] == [("cc@example.com", 550)]
+    assert (refused.state, refused.code) == ("failed", 550)
+    assert [r.address for r in refused.refused] == ["cc@example.com"]
+    assert harness.envelopes() == [(SENDER, ["bcc@example.org"])]
+
+
+def test_a_non_ascii_copy_makes_the_envelope_smtputf8() -> None:
+    sender, primary = parse_mailbox(SENDER), parse_mailbox("alice@example.com")
+    copy = parse_mailbox("josé@bücher.example")
+
+    assert Route.between(1, sender, primary, [copy]).smtputf8
+    assert Route.between(1, sender, primary, [copy]).copies == ("josé@bücher.example",)
+    only_ascii = Route.between(1, sender, parse_mailbox("josé@bücher.example"), [primary])
+    assert only_ascii.smtputf8
+    retry = Route.between(1, sender, copy, [primary], copies_only=True)
+    assert not retry.smtputf8  # the primary is not in a copies-only envelope
+    assert retry.recipients == ("alice@example.com",)
