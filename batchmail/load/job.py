@@ -14,6 +14,7 @@ from msgspec import Struct
 
 from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, Mailbox, parse_mailbox
+from batchmail.load.data_options import data_file_options
 from batchmail.load.message_fields import message_fields, suppress_files
 from batchmail.load.schema import schema_problems
 from batchmail.load.settings import (
@@ -153,8 +154,9 @@ def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:
             InlineRecipient(r, doc.where(("recipients", i)))
             for i, r in enumerate(data.get("recipients", []))
         ),
-        recipients_file=base_dir / data["recipients_file"] if "recipients_file" in data else None,
+        recipients_file=_data_file(data, base_dir),
         recipients_file_where=doc.where(("recipients_file",)),
+        recipients_options=data_file_options(data, doc),
         attachments=tuple(
             _attachment(item, doc.where(("attachments", i)))
             for i, item in enumerate(data.get("attachments", []))
@@ -173,6 +175,14 @@ def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:
         suppress=suppress_files(data, base_dir),
         suppress_where=doc.where(("suppress",)),
     )
+
+
+def _data_file(data: dict[str, Any], base_dir: Path) -> Path | None:
+    found = data.get("recipients_file")
+    if found is None:
+        return None
+    name: str = found["path"] if isinstance(found, dict) else found
+    return base_dir / name
 
 
 def _mailbox(text: str, doc: Located, path: DocPath) -> Mailbox:

@@ -10,7 +10,8 @@ from msgspec import Struct
 
 from batchmail.errors import Problem
 from batchmail.load.addresses import AddressError, Mailbox, has_line_break, mailbox
-from batchmail.load.rows import Row, read_data_file
+from batchmail.load.data_file import read_data_file
+from batchmail.load.rows import Row
 from batchmail.load.settings import Job
 
 Warn = Callable[[str], None]
@@ -109,17 +110,18 @@ class _SeenAddresses:
 def _to_recipient(row: Row, seq: int, problems: list[Problem], checked: bool) -> Recipient | None:
     address, name = row.fields.get("email"), row.fields.get("name")
     if not isinstance(address, str):
-        problems.append(Problem(row.origin, f"{address!r} is not an address", f"{row.path}email"))
+        message = f"{address!r} is not an address"
+        problems.append(Problem(row.at("email"), message, f"{row.path}email"))
         return None
     if name is not None and (not isinstance(name, str) or has_line_break(name)):
         reason = "contains a line break" if isinstance(name, str) else "is not text"
         message = f"{name!r} {reason} (recipient {address})"
-        problems.append(Problem(row.origin, message, f"{row.path}name"))
+        problems.append(Problem(row.at("name"), message, f"{row.path}name"))
         return None
     try:
         box = mailbox(address, name, checked=checked)
     except AddressError as exc:
-        problems.append(Problem(row.origin, str(exc), f"{row.path}email"))
+        problems.append(Problem(row.at("email"), str(exc), f"{row.path}email"))
         return None
     return Recipient(seq, box, row.fields, row.origin)
 
@@ -128,4 +130,5 @@ def _rows(job: Job) -> Iterator[Row]:
     for index, inline in enumerate(job.recipients):
         yield Row(inline.fields, inline.where, f"recipients[{index}].")
     if job.recipients_file is not None:
-        yield from read_data_file(job.recipients_file, job.recipients_file_where)
+        file, where = job.recipients_file, job.recipients_file_where
+        yield from read_data_file(file, where, job.recipients_options)

@@ -1,9 +1,8 @@
-"""A recipients file's rows, streamed where the format allows: .csv, .json, .jsonl, .yaml."""
+"""A recipient's row as read, and the rows of the .json, .jsonl and .yaml files."""
 
 from __future__ import annotations
 
 import codecs
-import csv
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any, TextIO
 from msgspec import Struct
 
 from batchmail.errors import invalid
-from batchmail.load.job import display_path
 from batchmail.load.yaml_file import load_yaml
 
 
@@ -20,59 +18,20 @@ class Row(Struct, frozen=True):
     fields: Mapping[str, Any]
     origin: str
     path: str = ""  # where the row sits in the job file (`recipients[2].`), for inline ones
+    cells: Mapping[str, str] | None = None  # a workbook's: field -> `file:sheet!B` (its column)
+    number: int = 0  # a workbook's row number
+
+    def at(self, field: str) -> str:
+        """Where a field's value is: its cell in a workbook, else the row's origin."""
+        column = self.cells.get(field) if self.cells is not None else None
+        return f"{column}{self.number}" if column is not None else self.origin
 
 
-def read_data_file(path: Path, where: str) -> Iterator[Row]:
-    """Rows of a .csv, .json, .jsonl or .yaml file, streamed where the format allows."""
-    shown = display_path(path)
-    readers = {
-        ".csv": _csv_rows,
-        ".json": _json_rows,
-        ".jsonl": _jsonl_rows,
-        ".yaml": _yaml_rows,
-        ".yml": _yaml_rows,
-    }
-    reader = readers[path.suffix.lower()]
-    try:
-        yield from reader(path, shown)
-    except FileNotFoundError:
-        raise invalid(where, f"recipients file not found: {shown}", "recipients_file") from None
-    except UnicodeDecodeError as exc:
-        raise invalid(shown, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise invalid(where, f"cannot read {shown}: {exc.strerror}", "recipients_file") from None
+def text(path: Path) -> TextIO:
+    return path.open(encoding="utf-8-sig", newline="")  # a BOM is not data
 
 
-def _text(path: Path) -> TextIO:
-    return path.open(encoding="utf-8-sig", newline="")  # a spreadsheet's BOM is not data
-
-
-def _csv_rows(path: Path, shown: str) -> Iterator[Row]:
-    with _text(path) as stream:
-        yield from _csv_stream(stream, shown)
-
-
-def _csv_stream(stream: TextIO, shown: str) -> Iterator[Row]:
-    reader = csv.reader(stream)
-    header = [name.strip() for name in next(reader, [])]
-    if "email" not in header:
-        hint = (
-            " (the header must name it exactly 'email')"
-            if any(h.lower() == "email" for h in header)
-            else ""
-        )
-        raise invalid(f"{shown}:1", f"the header row has no 'email' column{hint}")
-    start = reader.line_num + 1  # a quoted field may span lines: name the row's first
-    for values in reader:
-        origin, start = f"{shown}:{start}", reader.line_num + 1
-        if not any(values):
-            continue
-        if len(values) != len(header):
-            raise invalid(origin, f"this row has {len(values)} fields, the header {len(header)}")
-        yield Row(dict(zip(header, values, strict=True)), origin)
-
-
-def _json_rows(path: Path, shown: str) -> Iterator[Row]:
+def json_rows(path: Path, shown: str) -> Iterator[Row]:
     import ijson  # noqa: PLC0415 - its C backend takes a while to load: JSON lists only
 
     with path.open("rb") as stream:
@@ -86,8 +45,8 @@ def _json_rows(path: Path, shown: str) -> Iterator[Row]:
             raise invalid(shown, f"invalid JSON ({exc}); expected a list of objects") from None
 
 
-def _jsonl_rows(path: Path, shown: str) -> Iterator[Row]:
-    with _text(path) as stream:
+def jsonl_rows(path: Path, shown: str) -> Iterator[Row]:
+    with text(path) as stream:
         yield from _jsonl_stream(stream, shown)
 
 
@@ -105,8 +64,8 @@ def _jsonl_stream(stream: TextIO, shown: str) -> Iterator[Row]:
         yield Row(_as_mapping(item, origin), origin)
 
 
-def _yaml_rows(path: Path, shown: str) -> Iterator[Row]:
-    with _text(path) as stream:
+def yaml_rows(path: Path, shown: str) -> Iterator[Row]:
+    with text(path) as stream:
         doc = load_yaml(stream.read(), shown)
     items: Iterable[Any] = doc.data if isinstance(doc.data, list) else [doc.data]
     for index, item in enumerate(items):

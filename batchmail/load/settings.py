@@ -123,6 +123,15 @@ class TemplateRef(Struct, frozen=True):
     where: str
 
 
+class DataFileOptions(Struct, frozen=True):
+    """How to read the recipients file: a text file's encoding and delimiter (None: found from
+    the file), a workbook's sheet (None: the first)."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+
+
 class InlineRecipient(Struct, frozen=True):
     fields: Mapping[str, Any]
     where: str
@@ -143,6 +152,7 @@ class Job(Struct, frozen=True):
     recipients: tuple[InlineRecipient, ...] = ()
     recipients_file: Path | None = None
     recipients_file_where: str = ""
+    recipients_options: DataFileOptions = DataFileOptions()
     attachments: tuple[AttachmentSpec, ...] = ()
     rate: RateSettings = RateSettings()
     max_recipients: int | None = None

@@ -309,8 +309,8 @@ def test_a_pattern_mismatch_says_what_the_field_takes(tmp_path: Path) -> None:
     text = VALID.replace("recipients:\n  - email: alice@example.com\n    name: Alice\n", "")
     path = write_job(tmp_path, text + "recipients_file: people.txt\n")
     assert load_problems(path) == [
-        "job.yaml:9: recipients_file: 'people.txt' does not fit: A .csv (header row with an "
-        "email column), .json, .jsonl or .yaml file."
+        "job.yaml:9: recipients_file: 'people.txt' does not fit: A .csv or .tsv (header row "
+        "with an email column), .xlsx, .json, .jsonl or .yaml file."
     ]
 
 

@@ -135,7 +135,10 @@ def test_csv_in_another_encoding_is_an_error_not_mojibake(
     write_job(tmp_path, data_file="people.csv", files={"people.csv": data})
     code, _, err = dry_run(capsys)
     assert code == 2
-    assert err.startswith("people.csv: not UTF-8 text")
+    assert err == (
+        "people.csv:3: byte 0xFC at offset 68 is not UTF-8: the file looks like cp1252, "
+        "set recipients_file's `encoding: cp1252`\n"
+    )
     assert eml_count(tmp_path) == 0
 
 

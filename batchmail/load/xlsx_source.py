@@ -1,0 +1,150 @@
+"""Rows of an .xlsx workbook, streamed with openpyxl in read-only mode: the first sheet (or the
+one named), the first row as the header, every cell as text the way a person sees it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sqlite3
+import zipfile
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from openpyxl.cell.text import Text
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.utils.cell import get_column_letter
+from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
+from openpyxl.xml.functions import iterparse  # defusedxml's, when installed
+
+from batchmail.errors import invalid
+from batchmail.load.rows import Row
+
+_STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
+_PLAIN_SHEET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_STRINGS_CACHE_SIZE = -512  # SQLite's page cache, KiB: see recipients.py
+
+
+def xlsx_rows(path: Path, shown: str, sheet: str | None) -> Iterator[Row]:
+    workbook = _open(path, shown)
+    try:
+        names = workbook.sheetnames
+        if sheet is not None and sheet not in names:
+            listed = ", ".join(repr(name) for name in names)
+            raise invalid(shown, f"no sheet {sheet!r} in this workbook (its sheets: {listed})")
+        worksheet = workbook[sheet or names[0]]
+        worksheet.reset_dimensions()  # exporters may record a wrong used range: read them all
+        place = f"{shown}:{_sheet_reference(worksheet.title)}!"
+        yield from _sheet_rows(worksheet.iter_rows(values_only=True), place)
+    finally:
+        workbook.close()
+
+
+def _open(path: Path, shown: str) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        reader = _StreamingReader(str(path), read_only=True, data_only=True, keep_links=False)
+        reader.read()
+    except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:
+        raise invalid(shown, f"not an .xlsx workbook ({exc})") from None
+    return reader.wb
+
+
+def _sheet_rows(rows: Iterable[tuple[Any, ...]], place: str) -> Iterator[Row]:
+    stream = iter(rows)
+    header = [cell_text(value).strip() for value in next(stream, ())]
+    if "email" not in header:
+        raise invalid(f"{place}A1", "the header row has no 'email' column")
+    cells = {name: f"{place}{get_column_letter(i)}" for i, name in enumerate(header, 1) if name}
+    email = cells["email"]
+    for number, values in enumerate(stream, start=2):
+        texts = [cell_text(value) for value in values]
+        if not any(texts):
+            continue
+        fields = {name: "" for name in cells}
+        for index, value in enumerate(texts):
+            name = header[index] if index < len(header) else ""
+            if name:
+                fields[name] = value
+            elif value:
+                where = f"{place}{get_column_letter(index + 1)}{number}"
+                raise invalid(where, f"{value!r} is in a column without a header")
+        yield Row(fields, f"{email}{number}", cells=cells, number=number)
+
+
+def cell_text(value: Any) -> str:
+    """A cell's value as a person reads it in the sheet: dates in ISO 8601, whole numbers
+    without `.0`, booleans as Excel shows them, an empty cell empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _sheet_reference(title: str) -> str:
+    """A sheet's name as a formula writes it: quoted unless a plain word."""
+    if _PLAIN_SHEET_NAME.fullmatch(title):
+        return title
+    escaped = title.replace("'", "''")
+    return f"'{escaped}'"
+
+
+class _StreamingReader(ExcelReader):
+    """openpyxl's reader, but with the workbook's shared strings (every text cell's value, once)
+    in a temporary database on disk: openpyxl keeps them in a list, as large as the sheet."""
+
+    def read_strings(self) -> None:
+        strings = _DiskStrings()
+        package: Any = self.package
+        part = package.find(SHARED_STRINGS)
+        if part is not None:
+            with self.archive.open(part.PartName[1:]) as source:
+                strings.fill(_string_items(source))
+        self.shared_strings: Any = strings  # read by index, as the list was
+
+
+def _string_items(source: Any) -> Iterator[str]:
+    """The strings of sharedStrings.xml, as openpyxl's `read_string_table` reads them."""
+    root = None
+    for event, node in iterparse(source, events=("start", "end")):
+        if root is None:
+            root = node
+        if event == "end" and node.tag == _STRING_ITEM:
+            text: Any = Text.from_tree(node)
+            yield text.content.replace("x005F_", "")
+            root.clear()  # the items read so far: dropped, so the table streams
+
+
+class _DiskStrings:
+    """A list of strings in a temporary SQLite file, indexed from 0."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")  # "": a temporary file, deleted when closed
+        self.db.execute(f"PRAGMA cache_size={_STRINGS_CACHE_SIZE}")
+        self.db.execute("CREATE TABLE strings (i INTEGER PRIMARY KEY, value TEXT)")
+        self.get = lru_cache(maxsize=4096)(self._get)  # categories repeat: plans, teams, ...
+
+    def fill(self, items: Iterable[str]) -> None:
+        self.db.executemany("INSERT INTO strings VALUES (?, ?)", enumerate(items))
+
+    def __getitem__(self, index: int) -> str:
+        return self.get(index)
+
+    def _get(self, index: int) -> str:
+        found = self.db.execute("SELECT value FROM strings WHERE i = ?", (index,)).fetchone()
+        if found is None:
+            raise IndexError(index)
+        value: str = found[0]
+        return value
