@@ -103,7 +103,7 @@ def _entries(
         delivered = matched.delivered
         entry = FeedbackEntry(
             notification.key,
-            address.key,
+            address.person_key,
             delivered.run_id,
             delivered.seq,
             finding.kind,

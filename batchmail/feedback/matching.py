@@ -63,7 +63,7 @@ class Matcher:
             problems: list[Problem] = []
             for recipient in self.composer.recipients(problems):
                 try:
-                    sender = self.composer.addressing(recipient).sender.key
+                    sender = self.composer.addressing(recipient).sender.person_key
                 except InvalidJobError:
                     continue
                 found[sender] = None if sender in found else recipient.email
@@ -76,8 +76,9 @@ def named_address(finding: Finding, delivered: Delivered) -> Mailbox | None:
     (or names nobody), else the address it names, a copy (cc, bcc) of that message."""
     primary = _mailbox(delivered.email)
     named = [_mailbox(a) for a in (finding.original_recipient, finding.final_recipient) if a]
-    keys = {m.key for m in named if m is not None}
-    if primary is not None and (primary.key in keys or not keys):
+    # Case-folded: receivers often write the address in lower case (see Mailbox.person_key).
+    keys = {m.person_key for m in named if m is not None}
+    if primary is not None and (primary.person_key in keys or not keys):
         return primary
     final = _mailbox(finding.final_recipient) if finding.final_recipient else None
     return final or primary
@@ -94,4 +95,4 @@ def _mailbox(address: str | None) -> Mailbox | None:
 
 def _key(address: str) -> str | None:
     found = _mailbox(address)
-    return found.key if found else None
+    return found.person_key if found else None

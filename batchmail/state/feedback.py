@@ -17,7 +17,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     job        TEXT NOT NULL,
     notice     TEXT NOT NULL,  -- the notification's Message-ID, else a digest of its bytes
-    address    TEXT NOT NULL,  -- the address it names, as a matching key
+    address    TEXT NOT NULL,  -- the address it names, as Mailbox.person_key
     run_id     TEXT NOT NULL,
     seq        INTEGER NOT NULL,
     kind       TEXT NOT NULL,  -- bounced | complained | delayed
