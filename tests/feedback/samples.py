@@ -18,9 +18,26 @@ def bounce(
     diagnostic: str = "smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown",
     notice_id: str = "<20261202184501.3F2A1C0042@mx.example.net>",
     subject: str = "Undelivered Mail Returned to Sender",
+    returned: bool = True,
 ) -> bytes:
-    """A Postfix-style non-delivery report holding the original message's headers."""
+    """A Postfix-style non-delivery report holding the original message's headers, or, not
+    `returned`, without them (as many receivers send it): then only its address tells whose."""
     diagnostic = diagnostic.format(recipient=recipient)
+    original = f"""\
+--3F2A1C0042.1764701101/mx.example.net
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+Content-Transfer-Encoding: 8bit
+
+Return-Path: <{to}>
+From: Reports <reports@example.com>
+To: {recipient}
+Subject: Report for you
+Date: Wed, 02 Dec 2026 18:44:57 +0000
+Message-ID: {message_id}
+MIME-Version: 1.0
+
+"""
     return _crlf(f"""\
 Return-Path: <>
 Delivered-To: {to}
@@ -67,20 +84,7 @@ Status: {status}
 Remote-MTA: dns; mail.example.com
 Diagnostic-Code: {diagnostic}
 
---3F2A1C0042.1764701101/mx.example.net
-Content-Description: Undelivered Message Headers
-Content-Type: text/rfc822-headers
-Content-Transfer-Encoding: 8bit
-
-Return-Path: <{to}>
-From: Reports <reports@example.com>
-To: {recipient}
-Subject: Report for you
-Date: Wed, 02 Dec 2026 18:44:57 +0000
-Message-ID: {message_id}
-MIME-Version: 1.0
-
---3F2A1C0042.1764701101/mx.example.net--
+{original if returned else ""}--3F2A1C0042.1764701101/mx.example.net--
 """)
 
 

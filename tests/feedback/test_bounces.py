@@ -236,3 +236,31 @@ def test_the_suppression_file_gets_only_addresses_it_does_not_cover_yet(
     added = after.count("user")
     summary = out.splitlines()[-1]
     assert summary.endswith(f"{added} added to {name}" if added else f"nothing added to {name}")
+
+
+def test_reports_of_messages_the_journal_does_not_know_are_not_matched(
+    sent_job: SentJob, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours = sent_job.message_ids["user1@example.com"]
+    run_id, seq = ours[1:].split("@")[0].rsplit(".", 1)
+    foreign = [
+        ours.replace("@example.com>", "@example.org>"),  # another sender's domain
+        f"<20200101T000000Z-abcdef.{seq}@example.com>",  # a run the journal does not have
+        f"<{run_id}.99@example.com>",  # a recipient the run does not have
+    ]
+    messages = [
+        bounce(message_id=mid, recipient="user1@example.com", notice_id=f"<n{i}@mx.example.net>")
+        for i, mid in enumerate(foreign)
+    ]
+    messages.append(bounce(message_id=ours, recipient="user1@example.com", returned=False))
+    folder = maildir_of(tmp_path / "Maildir", messages)
+
+    code, out, err = cli(capsys, "bounces", folder, "--job", sent_job.path)
+
+    assert code == 0, err
+    lines = out.splitlines()
+    assert (
+        sum("a report (bounced 5.1.1) of no message in the job's journal" in x for x in lines) == 4
+    )
+    assert lines[-1].startswith("bounces: 4 messages: 0 bounced, 0 complained, 0 delayed, 4 not")
+    assert sent_job.suppressed.read_text() == HEADER
