@@ -160,27 +160,32 @@ _header_names = st.sampled_from(
         max_size=3,
     ),
 )
-def test_random_bytes_and_unicode_headers_never_crash_bounces(
+def test_random_bytes_and_unicode_headers_in_a_maildir_or_mbox_never_crash_bounces(
     job: Path,
     capsys: pytest.CaptureFixture[str],
     raw: list[bytes],
     headed: list[tuple[list[tuple[str, str]], str]],
 ) -> None:
-    folder = job.parent / f"Maildir{next(_folders)}"
+    number = next(_folders)
+    folder = job.parent / f"Maildir{number}"
     box = mailbox.Maildir(folder, create=True)
     texts = [
         "".join(f"{name}: {value}\n" for name, value in fields) + "\n" + body
         for fields, body in headed
     ]
     messages = raw + [t.encode("utf-8", "surrogatepass") for t in texts]
+    mbox = mailbox.mbox(job.parent / f"mbox{number}")
     for data in messages:
         box.add(data)
+        mbox.add(data)
+    mbox.close()
 
-    code, out, err = cli(capsys, "bounces", folder, "--job", job)
+    for source in (folder, job.parent / f"mbox{number}"):
+        code, out, err = cli(capsys, "bounces", source, "--job", job)
 
-    assert code == 0, err
-    lines = out.splitlines()
-    assert lines[-1].startswith(f"bounces: {len(messages)} messages: 0 bounced")
-    assert all(line.startswith("not matched: ") for line in lines[:-1])
-    assert len(lines) == len(messages) + 1
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[-1].startswith(f"bounces: {len(messages)} messages: 0 bounced")
+        assert all(line.startswith("not matched: ") for line in lines[:-1])
+        assert len(lines) == len(messages) + 1
     assert (job.parent / SUPPRESSED).read_text() == LISTED
