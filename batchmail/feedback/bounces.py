@@ -5,7 +5,7 @@ suppression file. Reading the same notifications again changes nothing."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from msgspec import Struct, field
@@ -25,6 +25,7 @@ from batchmail.state.feedback import SUPPRESSED_KINDS, FeedbackBook, FeedbackEnt
 from batchmail.state.journal import journal_path
 
 NOT_MATCHED = "not matched"
+KEEP_EVERY = 500  # new entries kept in memory before the file and the journal get them
 
 
 class BounceSummary(Struct):
@@ -64,12 +65,14 @@ def read_bounces(job: Job, source: str, state_dir: Path, options: BounceOptions)
     with open_journal(state_dir, job.name) as journal:
         book = FeedbackBook(journal.db, job.name)
         matcher = Matcher(Composer(job, lambda _: None), book)
-        for stored in messages:
-            summary.messages += 1
-            entries = _entries(
-                stored, read_notification(stored.data), matcher, summary, options.on_line
-            )
-            _keep(job, book, entries, summary)
+        keeper = _Keeper(job, book, summary)
+        try:
+            for stored in messages:
+                summary.messages += 1
+                notification = read_notification(stored.data)
+                _entries(stored, notification, matcher, keeper, options.on_line)
+        finally:  # what was read before a connection failed is kept too
+            keeper.flush()
     return summary
 
 
@@ -77,22 +80,23 @@ def _entries(
     stored: Stored,
     notification: Notification,
     matcher: Matcher,
-    summary: BounceSummary,
+    keeper: _Keeper,
     on_line: Callable[[str], None],
-) -> list[tuple[FeedbackEntry, Mailbox]]:
+) -> None:
+    """Print a notification's lines; keep what it says that is new."""
+    summary = keeper.summary
     where = one_line(stored.where)
     if not notification.is_report:
         summary.counts[NOT_MATCHED] += 1
         subject = f" (subject: {notification.subject!r})" if notification.subject else ""
         on_line(f"{NOT_MATCHED}: {where}: {notification.not_report}{subject}")
-        return []
+        return
     matched = matcher.match(notification)
     if matched is None:
         summary.counts[NOT_MATCHED] += 1
         kinds = ", ".join(f"{f.kind} {f.status}" for f in notification.findings)
         on_line(f"{NOT_MATCHED}: {where}: a report ({kinds}) of no message in the job's journal")
-        return []
-    entries = []
+        return
     for finding in notification.findings:
         address = named_address(finding, matched.delivered)
         if address is None:
@@ -110,27 +114,39 @@ def _entries(
             finding.status,
             finding.diagnostic,
         )
-        known = matcher.book.has(entry)
+        known = keeper.holds(entry)
         on_line(
             f"{'already recorded' if known else 'matched'}: {one_line(address.address)} "
             f"{finding.kind} {finding.status} ({where}; by {matched.by}: run {delivered.run_id}, "
             f"recipient {delivered.seq})"
         )
         if not known:
-            entries.append((entry, address))
-    return entries
+            keeper.add(entry, address)
 
 
-def _keep(
-    job: Job,
-    book: FeedbackBook,
-    entries: Iterable[tuple[FeedbackEntry, Mailbox]],
-    summary: BounceSummary,
-) -> None:
-    """The file first, then the journal: a crash in between leaves entries that the next
-    reading records, finding their addresses in the file already."""
-    entries = list(entries)
-    suppressed = [address for entry, address in entries if entry.kind in SUPPRESSED_KINDS]
-    summary.added.extend(a.address for a in append_new(job, suppressed))
-    for entry, _ in entries:
-        summary.recorded += book.record(entry)
+class _Keeper:
+    """New entries, kept in batches: the file first, then the journal. A crash in between
+    leaves entries that the next reading records, finding their addresses in the file."""
+
+    def __init__(self, job: Job, book: FeedbackBook, summary: BounceSummary):
+        self.job = job
+        self.book = book
+        self.summary = summary
+        self.pending: dict[tuple[str, str], tuple[FeedbackEntry, Mailbox]] = {}
+
+    def add(self, entry: FeedbackEntry, address: Mailbox) -> None:
+        self.pending.setdefault((entry.notice, entry.address), (entry, address))
+        if len(self.pending) >= KEEP_EVERY:
+            self.flush()
+
+    def holds(self, entry: FeedbackEntry) -> bool:
+        return (entry.notice, entry.address) in self.pending or self.book.has(entry)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        entries = list(self.pending.values())
+        suppressed = [address for entry, address in entries if entry.kind in SUPPRESSED_KINDS]
+        self.summary.added.extend(a.address for a in append_new(self.job, suppressed))
+        self.summary.recorded += self.book.record_all([entry for entry, _ in entries])
+        self.pending.clear()

@@ -95,27 +95,26 @@ class FeedbackBook:
         )
         return row is not None
 
-    def record(self, entry: FeedbackEntry) -> bool:
-        """Record an entry; False when this notification's entry for the address exists."""
+    def record_all(self, entries: list[FeedbackEntry]) -> int:
+        """Record entries in one transaction; how many were new (an entry of the same
+        notification and address is kept as it was)."""
+        now = time.time()
+        rows = [
+            (self.job, e.notice, e.address, e.run_id, e.seq, e.kind, e.status, e.diagnostic, now)
+            for e in entries
+        ]
         try:
-            with self.db:
-                cursor = self.db.execute(
-                    "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        self.job,
-                        entry.notice,
-                        entry.address,
-                        entry.run_id,
-                        entry.seq,
-                        entry.kind,
-                        entry.status,
-                        entry.diagnostic,
-                        time.time(),
-                    ),
-                )
+            before = self.db.total_changes
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT OR IGNORE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            self.db.execute("COMMIT")
         except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise StateError(f"cannot write the journal: {exc}") from None
-        return cursor.rowcount == 1
+        return self.db.total_changes - before
 
     def entries(self) -> list[FeedbackEntry]:
         rows = self._all(
