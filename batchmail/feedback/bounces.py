@@ -60,12 +60,12 @@ def read_bounces(job: Job, source: str, state_dir: Path, options: BounceOptions)
             display_path(job.path),
             f"no journal in {state_dir}: run the job first, or name its --state-dir",
         )
-    messages = read_source(source, options.password_env, options.environ)
     summary = BounceSummary(suppress_file=display_path(job.suppress[0]))
     with open_journal(state_dir, job.name) as journal:
         book = FeedbackBook(journal.db, job.name)
         matcher = Matcher(Composer(job, lambda _: None), book)
         keeper = _Keeper(job, book, summary)
+        messages = read_source(source, options.password_env, options.environ)
         try:
             for stored in messages:
                 summary.messages += 1
