@@ -23,6 +23,9 @@ MAX_SHOWN = 200  # characters of a value taken from a notification, when shown
 _STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})")
 # Fields of a notification that may name the address it was sent to: with VERP, the bounce
 # address of one recipient (RFC 5321 4.4 gives the envelope; these are what delivery kept).
+# RFC 5965 7.3: the feedback types that report a message as unwanted; `not-spam` says the
+# opposite, and `auth-failure` (RFC 6591) is about the sender's authentication, not a person.
+COMPLAINTS = frozenset({"abuse", "fraud", "virus", "other"})
 ADDRESSED_TO = ("Delivered-To", "X-Original-To", "Envelope-To", "To")
 
 
@@ -142,7 +145,9 @@ def _feedback_report(parts: list[Message]) -> tuple[Finding, ...]:
         fields = _fields_of(part)
         if fields is None:
             return ()
-        feedback_type = one_line(fields.get("Feedback-Type", "abuse"), 40) or "abuse"
+        feedback_type = (one_line(fields.get("Feedback-Type", ""), 40) or "abuse").lower()
+        if feedback_type not in COMPLAINTS:
+            return ()
         recipient = _bare_address(_field(fields, "Original-Rcpt-To"))
         return (Finding(Kind.COMPLAINED, feedback_type, "", recipient),)
     return ()

@@ -102,7 +102,12 @@ def delay(*, message_id: str, recipient: str, to: str = "reports@example.com") -
 
 
 def abuse_report(
-    *, message_id: str, recipient: str, to: str = "fbl@example.com", returned: bool = True
+    *,
+    message_id: str,
+    recipient: str,
+    to: str = "fbl@example.com",
+    returned: bool = True,
+    feedback_type: str = "abuse",
 ) -> bytes:
     """An ARF report as a mailbox provider's feedback loop sends it, with the whole original
     message returned (`returned`) or only its header (text/rfc822-headers)."""
@@ -141,7 +146,7 @@ Wed, 02 Dec 2026 18:44:57 +0000.
 --part1_13d.2e68ed54
 Content-Type: message/feedback-report
 
-Feedback-Type: abuse
+Feedback-Type: {feedback_type}
 User-Agent: SomeGenerator/1.0
 Version: 1
 Original-Mail-From: <reports@example.com>

@@ -45,6 +45,16 @@ def test_an_abuse_report_is_a_complaint_with_or_without_the_whole_original() -> 
         assert notification.message_ids == (ORIGINAL,)
 
 
+def test_a_not_spam_or_authentication_failure_report_is_no_complaint() -> None:
+    for kind in ("not-spam", "auth-failure"):
+        data = abuse_report(message_id=ORIGINAL, recipient="u@example.com", feedback_type=kind)
+
+        notification = read_notification(data)
+
+        assert not notification.is_report
+        assert "no failure, delay or abuse" in notification.not_report
+
+
 def test_a_report_of_successful_delivery_names_nothing() -> None:
     data = bounce(
         message_id=ORIGINAL, recipient="u@example.com", status="2.0.0", action="delivered"
