@@ -154,7 +154,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     job, result = validate_job(args.job, warn, args.expect_count)
     suppressed = f", {result.suppressed} of them suppressed" if result.suppressed else ""
-    print(f"{display_path(job.path)}: valid: {result.count} messages{suppressed}")
+    filtered = f" ({result.filtered} rows filtered out by where)" if result.filtered else ""
+    print(f"{display_path(job.path)}: valid: {result.count} messages{suppressed}{filtered}")
     return EXIT_OK
 
 

@@ -61,6 +61,7 @@ class Validation(Struct):
     digest: str = ""
     problems: list[Problem] = field(default_factory=list)
     suppressed: int = 0  # recipients in the suppression files (not part of the digest)
+    filtered: int = 0  # rows `where` rejected
 
 
 class Composer:
@@ -69,8 +70,8 @@ class Composer:
     def __init__(self, job: Job, warn: Warn):
         self.job = job
         self.warn = warn
-        self.source = RecipientSource(job)
         self.renderer = Renderer(job)
+        self.source = RecipientSource(job, self.renderer.row_test())
         self.attachments = Attachments(job)
         self.builder = MessageBuilder(job.sender, job.reply_to)
         self.signer = _signer(job)
@@ -235,6 +236,7 @@ class PartValidation(Struct):
     hidden: int = 0
     warnings: list[str] = field(default_factory=list)
     repeated_rows: set[int] = field(default_factory=set)  # for a second pass elsewhere
+    filtered: int = 0
 
     def add(self, order: tuple[int, int], problems: Iterable[Problem]) -> None:
         for problem in problems:
@@ -273,6 +275,7 @@ def validate_part(
             _validate_one(composer, recipient, result, built)
     result.add((seq + 1, 0), rows if reports_rows else ())
     result.repeated_rows = composer.source.repeated_rows()
+    result.filtered = composer.source.filtered
     return result
 
 
@@ -311,7 +314,7 @@ def merge(composer: Composer, parts: list[PartValidation]) -> Validation:
         composer.warn(warning)
     problems = sorted((p for part in parts for p in part.problems), key=lambda p: p[0])
     hidden = sum(part.hidden for part in parts) + max(0, len(problems) - MAX_LISTED_PROBLEMS)
-    result = Validation(count=sum(part.count for part in parts))
+    result = Validation(count=sum(part.count for part in parts), filtered=parts[0].filtered)
     result.problems = [problem for _, problem in problems[:MAX_LISTED_PROBLEMS]]
     total = sum(part.digest for part in parts) % (1 << 256)
     result.digest = hashlib.sha256(f"{result.count}:{total:064x}".encode()).hexdigest()

@@ -14,6 +14,7 @@ from msgspec import Struct, field
 from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient
+from batchmail.load.row_filter import RowTest
 from batchmail.load.settings import Job, TemplateRef
 
 _HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".xml", ".html.j2", ".htm.j2", ".html.jinja")
@@ -110,6 +111,29 @@ class Renderer:
         if template.filename and template.filename not in self._where:
             self._where[template.filename] = display_path(Path(template.filename))
         return template
+
+    def row_test(self) -> RowTest | None:
+        """The job's `where:` compiled in the templates' sandbox: whether a row is a recipient."""
+        selection = self.job.row_filter
+        if selection is None:
+            return None
+        try:
+            expression = self.env.compile_expression(selection.expression, undefined_to_none=False)
+        except jinja2.TemplateSyntaxError as exc:
+            raise invalid(selection.where, f"syntax error: {exc.message}", "where") from None
+        shared = {**self.env.globals, **self.job.vars}
+
+        def test(fields: Mapping[str, Any], origin: str) -> bool:
+            try:
+                return bool(expression({**shared, **fields}))
+            except Exception as exc:
+                message = exc.message if isinstance(exc, jinja2.TemplateError) else None
+                shown = message or f"{type(exc).__name__}: {exc}"
+                raise invalid(
+                    origin, f"{shown} (the expression at {selection.where})", "where"
+                ) from None
+
+        return test
 
     def render(self, recipient: Recipient) -> Rendered:
         """Render every template for one recipient; any failure is an InvalidJobError."""

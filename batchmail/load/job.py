@@ -22,10 +22,12 @@ from batchmail.load.settings import (
     DEFAULT_PORTS,
     AttachmentSpec,
     DkimSettings,
+    Grouping,
     InlineRecipient,
     Job,
     OAuth2Settings,
     RateSettings,
+    RowFilter,
     SmtpSettings,
     TemplateRef,
     UnsubscribeSettings,
@@ -157,6 +159,10 @@ def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:
         recipients_file=_data_file(data, base_dir),
         recipients_file_where=doc.where(("recipients_file",)),
         recipients_options=data_file_options(data, doc),
+        row_filter=RowFilter(data["where"], doc.where(("where",))) if "where" in data else None,
+        group_by=Grouping(data["group_by"], doc.where(("group_by",)))
+        if "group_by" in data
+        else None,
         attachments=tuple(
             _attachment(item, doc.where(("attachments", i)))
             for i, item in enumerate(data.get("attachments", []))

@@ -11,6 +11,8 @@ from msgspec import Struct
 from batchmail.errors import Problem
 from batchmail.load.addresses import AddressError, Mailbox, has_line_break, mailbox
 from batchmail.load.data_file import read_data_file
+from batchmail.load.grouping import grouped
+from batchmail.load.row_filter import RowSelection, RowTest
 from batchmail.load.rows import Row
 from batchmail.load.settings import Job
 
@@ -38,9 +40,24 @@ class RecipientSource:
     """A job's recipients, read as a stream: a first pass checks every row and finds the
     repeated addresses; a second pass yields the same recipients again, cheaply."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, test: RowTest | None = None):
         self.job = job
         self._repeated_rows: set[int] | None = None  # raw row numbers of repeated addresses
+        self._selection = RowSelection(test) if test is not None else None
+
+    @property
+    def filtered(self) -> int:
+        """How many rows `where` rejected in the last pass."""
+        return self._selection.rejected if self._selection is not None else 0
+
+    def _rows(self, problems: list[Problem]) -> Iterator[Row]:
+        """The rows `where` keeps, grouped by `group_by`: one row for each recipient."""
+        rows = _rows(self.job)
+        if self._selection is not None:
+            rows = self._selection.kept(rows, problems)
+        if self.job.group_by is not None:
+            rows = grouped(rows, self.job.group_by, problems)
+        return rows
 
     def first_pass(self, problems: list[Problem], warn: Warn) -> Iterator[Recipient]:
         """Every valid, first-seen recipient; invalid rows go to `problems`, repeats to `warn`."""
@@ -48,7 +65,7 @@ class RecipientSource:
         repeated: set[int] = set()
         repeats: dict[str, list[str]] = {}
         seq = 0
-        for number, row in enumerate(_rows(self.job)):
+        for number, row in enumerate(self._rows(problems)):
             found = _to_recipient(row, seq + 1, problems, checked=False)
             if found is None:
                 continue
@@ -81,7 +98,7 @@ class RecipientSource:
         if self._repeated_rows is None:
             raise RuntimeError("the second pass over recipients needs a first pass")
         seq = 0
-        for number, row in enumerate(_rows(self.job)):
+        for number, row in enumerate(self._rows([])):
             if number in self._repeated_rows:
                 continue
             found = _to_recipient(row, seq + 1, [], checked=True)

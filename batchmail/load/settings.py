@@ -132,6 +132,16 @@ class DataFileOptions(Struct, frozen=True):
     sheet: str | None = None
 
 
+class RowFilter(Struct, frozen=True):
+    expression: str  # `where:`, a Jinja2 expression over a row
+    where: str  # job file and line, for errors
+
+
+class Grouping(Struct, frozen=True):
+    field: str  # `group_by:`: rows with the same value of it are one recipient
+    where: str
+
+
 class InlineRecipient(Struct, frozen=True):
     fields: Mapping[str, Any]
     where: str
@@ -153,6 +163,8 @@ class Job(Struct, frozen=True):
     recipients_file: Path | None = None
     recipients_file_where: str = ""
     recipients_options: DataFileOptions = DataFileOptions()
+    row_filter: RowFilter | None = None
+    group_by: Grouping | None = None
     attachments: tuple[AttachmentSpec, ...] = ()
     rate: RateSettings = RateSettings()
     max_recipients: int | None = None

@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import re
 import subprocess
 import sys
+import tempfile
+from contextlib import redirect_stderr, redirect_stdout
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from support import REPO, cli, dry_run, write_job_file
 from tables import with_cached_value, with_shared_strings, write_csv, write_xlsx
+
+from batchmail.cli import main
 
 TEXT = "name={{ name }}\nplan={{ plan }}\namount={{ amount }}\nsince={{ since }}\nnote={{ note }}\n"
 
@@ -356,3 +363,60 @@ def test_openpyxl_and_charset_normalizer_load_only_when_needed(tmp_path: Path) -
         check=True,
     )
     assert found.stdout.splitlines()[-1] == "0 False False"
+
+
+# --- any value, any format -------------------------------------------------------------------
+
+WRITERS = {
+    "csv": lambda folder, table: write_csv(folder / "people.csv", table),
+    "csv-cp1252": lambda folder, table: write_csv(
+        folder / "people.csv", table, encoding="cp1252", delimiter=";"
+    ),
+    "tsv-utf16": lambda folder, table: write_csv(
+        folder / "people.tsv", table, encoding="utf-16", delimiter="\t"
+    ),
+    "xlsx": lambda folder, table: write_xlsx(folder / "people.xlsx", {"People": table}),
+    "xlsx-shared": lambda folder, table: with_shared_strings(
+        write_xlsx(folder / "people.xlsx", {"People": table})
+    ),
+}
+KEYS = {
+    "csv": "people.csv",
+    "csv-cp1252": "{path: people.csv, encoding: cp1252}",
+    "tsv-utf16": "people.tsv",
+    "xlsx": "people.xlsx",
+    "xlsx-shared": "people.xlsx",
+}
+# Text a cell can hold in every format: no control characters (a workbook's XML cannot carry
+# them), no line separators (the text part's line ends are CRLF), and no `_xHHHH_` (a
+# workbook's escape for them) nor a leading `=` (a formula).
+CELL_TEXT = st.text(
+    st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters="_"),
+    max_size=40,
+).filter(lambda text: not text.startswith("="))
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(sorted(WRITERS)), notes=st.lists(CELL_TEXT, min_size=1, max_size=3))
+def test_a_rows_values_arrive_unchanged_whatever_the_format(kind: str, notes: list[str]) -> None:
+    if kind == "csv-cp1252":
+        assume(all(_encodable(note, "cp1252") for note in notes))
+    table = [["email", "note"]] + [[f"p{i}@example.org", note] for i, note in enumerate(notes)]
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        root = Path(folder)
+        patch.chdir(root)
+        WRITERS[kind](root, table)
+        job(root, KEYS[kind], body="[{{ note }}]\n")
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["run", "job.yaml", "--dry-run", "--out", "out"])
+        assert (code, err.getvalue()) == (0, "")
+        assert [text_of(m) for m in emls(root)] == [f"[{note}]\n" for note in notes]
+
+
+def _encodable(text: str, encoding: str) -> bool:
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
