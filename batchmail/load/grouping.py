@@ -38,11 +38,11 @@ def grouped(rows: Iterable[Row], grouping: Grouping, problems: list[Problem]) ->
 
 
 def group_key(value: Any) -> str:
-    """Values compared as addresses when they are addresses (case of the domain, IDN forms and
-    display names aside), else as they are."""
+    """Values compared as addresses when they are addresses (case, IDN forms and display names
+    aside, as the de-duplication of recipients compares them), else as they are."""
     if isinstance(value, str):
         try:
-            return "address:" + parse_mailbox(value).key
+            return "address:" + parse_mailbox(value).person_key
         except AddressError:
             return "text:" + value
     return "value:" + msgspec.json.encode(value, order="sorted").decode()

@@ -14,7 +14,7 @@ INVOICES = [
     ["email", "name", "invoice", "amount"],
     ["ann@example.org", "Ann", "INV-1", "120.00"],
     ["bob@example.org", "Bob", "INV-2", "30.50"],
-    ["ann@EXAMPLE.org", "Ann L.", "INV-3", "80.00"],  # the same address: the domain's case aside
+    ["Ann@EXAMPLE.org", "Ann L.", "INV-3", "80.00"],  # the same person: case aside, as dedup
     ["cy@example.org", "Cy", "INV-4", "12.00"],
     ["bob@example.org", "Bob", "INV-5", "7.25"],
     ["ann@example.org", "Ann", "INV-6", "250.00"],
