@@ -9,12 +9,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 from batchmail.errors import StateError
 from batchmail.load.recipients import Recipient
 from batchmail.outputs.report import ReportHead
-from batchmail.state.records import Delivery, report_status
+from batchmail.state.records import Delivery, RefusedCopy, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState
 
 _LISTED_IN_SUMMARY = 50
@@ -54,8 +54,20 @@ def _testcase(job: str, delivery: Delivery) -> str:
     elif status in _SKIPPED:
         inner = f"<skipped message={quoteattr(_skip_reason(delivery, status))}/>"
     else:
-        return head + "/>\n"
-    return f"{head}>{inner}</testcase>\n"
+        inner = ""
+    if delivery.refused:  # the message went; its refused copies are said, not failed
+        inner += f"<system-out>{escape(_refused_lines(delivery.refused))}</system-out>"
+    return f"{head}>{inner}</testcase>\n" if inner else head + "/>\n"
+
+
+def _refused_lines(refused: Iterable[RefusedCopy]) -> str:
+    return "".join(f"copy refused: {_refusal(copy)}\n" for copy in refused)
+
+
+def _refusal(copy: RefusedCopy) -> str:
+    """`cc@example.com: 550 5.1.1 No such user`, and whether it will be retried."""
+    reply = " ".join(str(part) for part in (copy.smtp_code, copy.smtp_response) if part)
+    return f"{copy.email}: {reply}" + (" (waiting for a retry)" if copy.waiting else "")
 
 
 def _skip_reason(delivery: Delivery, status: DeliveryState) -> str:
@@ -66,17 +78,25 @@ def _skip_reason(delivery: Delivery, status: DeliveryState) -> str:
 
 def write_failed_csv(path: Path, rows: Iterable[tuple[Recipient, Delivery]]) -> int:
     """The recipients not delivered, with all their fields and a `reason` column: usable as the
-    next job's recipients_file. Returns how many were written."""
-    undelivered = [(r, d) for r, d in rows if report_status(d) in UNDELIVERED]
-    columns = _columns(r.fields for r, _ in undelivered)
+    next job's recipients_file; then a row for each refused copy of a message that went: its
+    address in `email`, the other fields its recipient's. Returns how many rows were written."""
+    unreached = [(r, d) for r, d in rows if report_status(d) in UNDELIVERED or d.refused]
+    columns = _columns(r.fields for r, _ in unreached)
     reason = "reason" if "reason" not in columns else "batchmail_reason"
+    written = 0
     with _open(path, "failed CSV", newline="") as out:
         writer = csv.writer(out)
         writer.writerow([*columns, reason])
-        for recipient, delivery in undelivered:
+        for recipient, delivery in unreached:
             values = [_cell(recipient.fields.get(c)) for c in columns]
-            writer.writerow([*values, f"{delivery.state}: {_reply(delivery)}"])
-    return len(undelivered)
+            if report_status(delivery) in UNDELIVERED:
+                writer.writerow([*values, f"{delivery.state}: {_reply(delivery)}"])
+                written += 1
+            for copy in delivery.refused:
+                values[0] = copy.email  # `email` is the first column
+                writer.writerow([*values, f"copy of {delivery.email} refused: {_refusal(copy)}"])
+                written += 1
+    return written
 
 
 def _columns(records: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -46,6 +46,7 @@ def recipient_entry(delivery: Delivery, message_id: str | None) -> dict[str, Any
         "attempts": delivery.attempts,
         "size": delivery.size,
         "attachments": delivery.attachments,
+        "refused": delivery.refused,  # copies (cc, bcc) the server refused; always a list
     }
 
 

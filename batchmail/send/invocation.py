@@ -136,7 +136,8 @@ class Invocation:
         counts = self.journal.summary(run)
         on_start(run.total - counts.get(DeliveryState.SKIPPED, 0), self.job, run.run_id)
         halt, sent_now = self._send(run)
-        ending = Ending(run, halt, self.journal.summary(run), sent_now)
+        waiting = self.journal.copies_waiting(run)
+        ending = Ending(run, halt, self.journal.summary(run), sent_now, waiting)
         self.journal.end_invocation(run, ending.status)
         return ending
 

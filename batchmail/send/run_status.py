@@ -30,6 +30,7 @@ class Ending(Struct, frozen=True):
     halt: Halt | None
     counts: Mapping[str, int]  # per report status
     sent_now: int  # messages that went in this invocation
+    copies_waiting: int = 0  # copies of sent messages the server refused for now
 
     @property
     def connect_failed(self) -> bool:
@@ -51,7 +52,7 @@ class Ending(Struct, frozen=True):
         if self.halt is not None:
             return _HALT_STATUS[self.halt.reason]
         unfinished = sum(self.counts.get(state, 0) for state in UNDELIVERED)
-        return RunStatus.INCOMPLETE if unfinished else RunStatus.COMPLETED
+        return RunStatus.INCOMPLETE if unfinished or self.copies_waiting else RunStatus.COMPLETED
 
     @property
     def exit_code(self) -> int:
@@ -62,7 +63,7 @@ class Ending(Struct, frozen=True):
             return EXIT_INTERRUPTED
         if halt is not None and halt.reason == HaltReason.SENDER_REFUSED:
             return EXIT_FAILED
-        if any(self.counts.get(state, 0) for state in _TO_FINISH):
+        if self.copies_waiting or any(self.counts.get(state, 0) for state in _TO_FINISH):
             return EXIT_TEMPFAIL
         if self.counts.get(DeliveryState.FAILED, 0):
             return EXIT_FAILED

@@ -20,12 +20,13 @@ from batchmail.load.job import display_path
 from batchmail.load.recipients import Recipient
 from batchmail.load.settings import Job
 from batchmail.load.suppression import NO_SUPPRESSION, Suppression
+from batchmail.send.copies import refused_copies, still_refused
 from batchmail.send.halt import Halt, HaltReason
 from batchmail.send.kept import KeptMessages
 from batchmail.send.pacing import Clock, QuotaReached, RateLimiter
 from batchmail.send.share import WHOLE, Share
 from batchmail.state.journal import Journal
-from batchmail.state.records import Run
+from batchmail.state.records import RefusedCopy, Run
 from batchmail.transport.contract import (
     DELIVERED_OUTCOMES,
     Envelope,
@@ -61,6 +62,9 @@ class _Flight(Struct, frozen=True):
     message_id: str
     started: float  # clock time the transaction began
     pending: InFlight | None = None  # once its content went out, the reply to await
+    # A retry to the message's copies alone: every copy refused before, and those retried.
+    copies: tuple[RefusedCopy, ...] | None = None
+    retried: tuple[str, ...] = ()
 
 
 class _Session(Struct):
@@ -109,6 +113,9 @@ class Runner(Struct):
     sent_now: int = 0
     _sender_refusals: list[str] = field(default_factory=list)
     _retry: list[Recipient] = field(default_factory=list)
+    # Recipients whose message went, with copies the server refused for now: every copy it
+    # refused, until a retry to those copies alone settles them.
+    _copies: dict[int, tuple[RefusedCopy, ...]] = field(default_factory=dict)
     _unpaced: bool = False  # set from the job
 
     def __post_init__(self) -> None:
@@ -140,20 +147,27 @@ class Runner(Struct):
         return float(share * self.rng.uniform(0.5, 1.0))
 
     def _todo(self, run: Run) -> Iterator[Recipient]:
-        """The recipients of the run that still need a message, in order: those the validation
-        pass kept, else streamed from a second pass over the recipients. A suppressed one is
+        """The recipients of the run that still need a message, in order, then those whose
+        message has copies waiting for a retry (an earlier invocation's). A suppressed one is
         recorded as such as it is taken, never sent nor paced."""
         suppression = self.suppression if self.suppression else None
-        for recipient in self._unsent(run):
+        for recipient in self._recipients(self._seqs_to_send(run)):
             where = suppression.listed(recipient.mailbox) if suppression is not None else None
             if where is None:
                 yield recipient
             else:
                 self.journal.suppressed(run, recipient.seq, f"listed in {where}")
+        # Those of this invocation are held for the retry rounds already.
+        known = self._copies
+        waiting = [w for w in self.journal.waiting_copies(run, self.share) if w[0] not in known]
+        known.update(waiting)
+        yield from self._recipients(seq for seq, _ in waiting)
 
-    def _unsent(self, run: Run) -> Iterator[Recipient]:
+    def _recipients(self, seqs: Iterator[int]) -> Iterator[Recipient]:
+        """The recipients numbered `seqs` (in order): those the validation pass kept, else
+        streamed from a second pass over the recipients."""
         stream: Iterator[Recipient] | None = None
-        for seq in self._seqs_to_send(run):
+        for seq in seqs:
             recipient = self.kept.recipient(seq)
             if recipient is None:
                 stream = stream or self.composer.recipients([], second_pass=True)
@@ -236,8 +250,14 @@ class Runner(Struct):
         if self._unpaced and pipelined is not None:
             session.announced = next(recipients, None)
             following = self._route(session.announced) if session.announced else None
-        self.journal.begin(run, recipient.seq)
-        flight = _Flight(recipient, message_id, self.clock())
+        copies = self._copies.get(recipient.seq) if self._copies else None
+        if copies is None:
+            self.journal.begin(run, recipient.seq)
+            flight = _Flight(recipient, message_id, self.clock())
+        else:  # the primary recipient has the message: its row stays as it is
+            flight = _Flight(
+                recipient, message_id, self.clock(), None, copies, envelope.route.copies
+            )
         try:
             if pipelined is not None:
                 started = pipelined.start(envelope, following)
@@ -268,9 +288,34 @@ class Runner(Struct):
 
     def _land(self, run: Run, flight: _Flight, outcome: Outcome, attempt: int) -> None:
         recipient = flight.recipient
-        self.journal.finish(run, recipient.seq, outcome.state, outcome.code, outcome.response)
+        if flight.copies is not None:
+            self._land_copies(run, flight, outcome)
+            return
+        state, code, response = outcome.state, outcome.code, outcome.response
+        refused = refused_copies(outcome) if outcome.refused and state == OutcomeState.SENT else ()
+        self.journal.finish(run, recipient.seq, state, code, response, refused=refused)
+        if refused:
+            self._copies_refused(recipient, refused)
         seconds = self.clock() - flight.started
         self._record(Event(recipient, outcome, attempt, flight.message_id, flight.started, seconds))
+
+    def _land_copies(self, run: Run, flight: _Flight, outcome: Outcome) -> None:
+        """A retry to a message's copies: those it reached leave the refused ones. It is no
+        delivery event: the recipient's message went before."""
+        assert flight.copies is not None
+        refused = still_refused(flight.copies, flight.retried, outcome)
+        self.journal.finish_copies(run, flight.recipient.seq, refused)
+        self._copies.pop(flight.recipient.seq, None)
+        self._copies_refused(flight.recipient, refused)
+        if outcome.state == OutcomeState.SENT:
+            self.sent_now += 1
+        self._count_sender_refusal(outcome)
+
+    def _copies_refused(self, recipient: Recipient, refused: tuple[RefusedCopy, ...]) -> None:
+        """Copies refused for now are retried as deferred recipients are: to them alone."""
+        if any(copy.waiting for copy in refused) and len(self._retry) < MAX_HELD_FOR_RETRY:
+            self._copies[recipient.seq] = refused
+            self._retry.append(recipient)
 
     def _envelope(self, recipient: Recipient, message_id: str) -> Envelope:
         date = date_header(self.clock())
@@ -279,7 +324,16 @@ class Runner(Struct):
 
     def _route(self, recipient: Recipient) -> Route:
         addressing = self.composer.addressing(recipient)
-        return Route.between(recipient.seq, addressing.sender, recipient.mailbox, addressing.copies)
+        copies = self._copies.get(recipient.seq) if self._copies else None
+        if copies is None:
+            return Route.between(
+                recipient.seq, addressing.sender, recipient.mailbox, addressing.copies
+            )
+        waiting = {copy.email for copy in copies if copy.waiting}
+        retried = [c for c in addressing.copies if c.envelope_address in waiting]
+        return Route.between(
+            recipient.seq, addressing.sender, recipient.mailbox, retried, copies_only=True
+        )
 
     def _record(self, event: Event) -> None:
         outcome = event.outcome

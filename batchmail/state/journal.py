@@ -14,7 +14,7 @@ import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,11 +23,11 @@ import msgspec
 
 from batchmail.build.run_id import new_run_id
 from batchmail.errors import StateError
-from batchmail.state.fold import APPLY, BEGIN, FINISH, changes_of
+from batchmail.state.fold import APPLY, BEGIN, COPIES, FINISH, changes_of, copy_records
 from batchmail.state.record_log import RecordLog, logs_with_prefix, read_records
-from batchmail.state.records import Delivery, Run, Staged
+from batchmail.state.records import Delivery, RefusedCopy, Run, Staged
 from batchmail.state.states import DeliveryState, RunStatus
-from batchmail.state.tables import SCHEMA
+from batchmail.state.tables import SCHEMA, upgrade
 
 # SQLite's page cache, in KiB when negative: its default, 2 MiB a connection, fills up as a list
 # grows to 100,000 recipients, and every sending process has its connections.
@@ -47,6 +47,7 @@ _FINAL = (DeliveryState.SENT, DeliveryState.SUPPRESSED)
 # A stored state's member by a dictionary lookup: thirty times cheaper than calling the enum,
 # for every row of a report of a million recipients.
 _STATES = {state.value: state for state in DeliveryState}
+_REFUSED = msgspec.json.Decoder(tuple[RefusedCopy, ...])
 
 
 class Residue(Protocol):
@@ -94,6 +95,7 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA cache_size={CACHE_SIZE}")
             db.executescript(SCHEMA)
+            upgrade(db)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open the journal {self.path}: {exc}") from None
         return db
@@ -233,9 +235,39 @@ class Journal:
         """Recorded before the SMTP transaction starts."""
         self._append([BEGIN, run.run_id, seq, run.invocation, self.clock()])
 
-    def finish(self, run: Run, seq: int, state: str, code: int | None, response: str) -> None:
-        """Recorded right after the server's reply."""
-        self._append([FINISH, run.run_id, seq, run.invocation, self.clock(), state, code, response])
+    def finish(
+        self, run: Run, seq: int, state: str, code: int | None, response: str,
+        *, refused: Sequence[RefusedCopy] = (),
+    ) -> None:  # fmt: skip
+        """Recorded right after the server's reply; `refused`: the copies it refused."""
+        record = [FINISH, run.run_id, seq, run.invocation, self.clock(), state, code, response]
+        self._append([*record, copy_records(refused)] if refused else record)
+
+    def finish_copies(self, run: Run, seq: int, refused: Sequence[RefusedCopy]) -> None:
+        """Recorded after a retry to a message's refused copies: those still refused."""
+        self._append([COPIES, run.run_id, seq, run.invocation, self.clock(), copy_records(refused)])
+
+    def waiting_copies(
+        self, run: Run, among: Residue | None = None
+    ) -> list[tuple[int, tuple[RefusedCopy, ...]]]:
+        """The recipients whose message has copies waiting for a retry, with every copy the
+        server refused; only those with `seq % among.count == among.index` when given."""
+        index, count = (among.index, among.count) if among is not None else (0, 1)
+        rows = self._read(
+            "SELECT seq, refused FROM deliveries WHERE run_id = ? AND refused IS NOT NULL "
+            "AND waiting IS NOT NULL AND seq % ? = ? ORDER BY seq",
+            (run.run_id, count, index),
+        )
+        return [(seq, _REFUSED.decode(refused)) for seq, refused in rows]
+
+    def copies_waiting(self, run: Run) -> int:
+        """How many copies of the run's messages wait for a retry."""
+        rows = self._read(
+            "SELECT coalesce(sum(waiting), 0) FROM deliveries "
+            "WHERE run_id = ? AND refused IS NOT NULL",
+            (run.run_id,),
+        )
+        return int(rows[0][0])
 
     def suppressed(self, run: Run, seq: int, why: str) -> None:
         """Recorded instead of a transaction: the recipient is in a suppression file."""
@@ -308,9 +340,10 @@ class Journal:
                 (now, status, run.run_id, run.invocation),
             )
             db.execute(
-                "UPDATE runs SET finished = ? WHERE run_id = ? AND NOT EXISTS (SELECT 1 "
-                "FROM deliveries WHERE run_id = ? AND state NOT IN (?, ?))",
-                (now, run.run_id, run.run_id, *_FINAL),
+                "UPDATE runs SET finished = ?1 WHERE run_id = ?2 AND NOT EXISTS (SELECT 1 "
+                "FROM deliveries WHERE run_id = ?2 AND (state NOT IN (?3, ?4) OR (refused "
+                "IS NOT NULL AND waiting IS NOT NULL)))",
+                (now, run.run_id, *_FINAL),
             )
 
     def sent_times(self, since: float, limit: int) -> list[float]:
@@ -328,11 +361,11 @@ class Journal:
         """Every recipient of the run in order, streamed from the database (for reports, once
         no thread of this process sends any more)."""
         cursor = self.db.execute(
-            "SELECT seq, email, state, code, response, attempts, size, attachments, invocation "
-            "FROM deliveries WHERE run_id = ? ORDER BY seq",
+            "SELECT seq, email, state, code, response, attempts, size, attachments, invocation, "
+            "refused FROM deliveries WHERE run_id = ? ORDER BY seq",
             (run.run_id,),
         )
-        for seq, email, state, code, response, attempts, size, names, invocation in cursor:
+        for seq, email, state, code, response, attempts, size, names, invocation, refused in cursor:
             yield Delivery(
                 seq,
                 email,
@@ -343,6 +376,7 @@ class Journal:
                 size,
                 msgspec.json.decode(names or "[]"),
                 invocation == run.invocation,
+                _REFUSED.decode(refused) if refused is not None else (),
             )
 
     def summary(self, run: Run) -> dict[str, int]:

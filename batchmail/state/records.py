@@ -24,6 +24,19 @@ class Run(Struct, frozen=True):
     resumed: bool  # an earlier invocation of this run exists
 
 
+class RefusedCopy(Struct, frozen=True):
+    """A copy of a recipient's message (cc, bcc) the server refused, as the report shows it."""
+
+    email: str  # as the envelope gave it (RFC 5321)
+    smtp_code: int | None
+    smtp_response: str
+
+    @property
+    def waiting(self) -> bool:
+        """Refused for now (4yz), or the retry could not reach the server: it is tried again."""
+        return self.smtp_code is None or 400 <= self.smtp_code < 500
+
+
 class Delivery(Struct, frozen=True):
     seq: int
     email: str
@@ -34,6 +47,7 @@ class Delivery(Struct, frozen=True):
     size: int | None
     attachments: list[str]
     touched_now: bool  # changed by the current invocation
+    refused: tuple[RefusedCopy, ...] = ()  # copies the server refused
 
 
 def report_status(delivery: Delivery) -> DeliveryState:

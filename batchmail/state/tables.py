@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id   TEXT PRIMARY KEY,
@@ -32,6 +34,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     invocation  INTEGER,        -- the invocation that last touched it
     updated     REAL,
     sent_at     REAL,
+    refused     TEXT,           -- copies refused: JSON [{email, smtp_code, smtp_response}]
+    waiting     INTEGER,        -- how many of them wait for a retry (4yz); NULL: none
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS folded_logs (
@@ -43,3 +47,33 @@ CREATE TABLE IF NOT EXISTS staging (  -- validated recipients, until a run takes
     PRIMARY KEY (job, seq)
 ) WITHOUT ROWID;
 """
+
+# Columns added since the first journals: one made by an earlier version gains them when opened.
+ADDED_COLUMNS = (
+    ("deliveries", "refused", "TEXT"),
+    ("deliveries", "waiting", "INTEGER"),
+)
+# Only the few recipients with refused copies are in it: a job without copies never touches it.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS deliveries_refused ON deliveries (run_id, seq)
+    WHERE refused IS NOT NULL;
+"""
+
+
+def upgrade(db: sqlite3.Connection) -> None:
+    """Add the columns a journal of an earlier version lacks, then the indexes on them."""
+    if any(column not in _columns(db, table) for table, column, _ in ADDED_COLUMNS):
+        db.execute("BEGIN IMMEDIATE")  # another process may be upgrading the same journal
+        try:
+            for table, column, declaration in ADDED_COLUMNS:
+                if column not in _columns(db, table):
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    db.executescript(INDEXES)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
