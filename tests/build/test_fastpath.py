@@ -195,9 +195,7 @@ def test_each_message_carries_the_next_ones_envelope(
     assert server.unterminated == []
 
 
-def test_a_paced_job_announces_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_paced_job_announces_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A server would hold an announced DATA open while the pace makes it wait."""
     with AnnouncementServer(wait=0.1) as server:
         job = make_job(tmp_path, server.port, recipients=recipients(3), rate={"per_second": 50})
