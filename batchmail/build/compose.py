@@ -11,6 +11,7 @@ from msgspec import Struct, field
 
 from batchmail.build.attachments import Attachments
 from batchmail.build.inline_images import InlineImages
+from batchmail.build.message_fields import NO_FIELDS, FieldRenderer, RenderedFields
 from batchmail.build.mime import Content, HeaderValueError, MessageBuilder, Part, date_header
 from batchmail.build.render import Rendered, Renderer
 from batchmail.build.run_id import STAND_IN_RUN_ID
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from batchmail.build.dkim_sign import Signer
 
 MAX_LISTED_PROBLEMS = 20
+# Rendered message fields kept by seq, for the `addressing` of a message just built (or about to
+# be): a few, never a table of all recipients.
+_RECENT_FIELDS = 4
 # Date and Message-ID change per send; the rest of a message is fixed by the job's inputs. The
 # validation pass builds with stand-ins of the same length, so its size check holds when sending.
 _STAND_IN_DATE = date_header(0.0)
@@ -32,6 +36,7 @@ _STAND_IN_DATE = date_header(0.0)
 class Message(Struct, frozen=True):
     recipient: Recipient
     content: Content
+    fields: RenderedFields = NO_FIELDS
 
     @property
     def attachment_names(self) -> list[str]:
@@ -54,6 +59,7 @@ class Built(Struct, frozen=True):
     data: bytes
     size: int
     attachment_names: list[str]
+    fields: RenderedFields = NO_FIELDS  # for its addressing when it is sent
 
 
 class Validation(Struct):
@@ -72,6 +78,8 @@ class Composer:
         self.warn = warn
         self.renderer = Renderer(job)
         self.source = RecipientSource(job, self.renderer.row_test())
+        self.fields = FieldRenderer(job, self.renderer)
+        self._recent: dict[int, RenderedFields] = {}
         self.attachments = Attachments(job)
         self.builder = MessageBuilder(job.sender, job.reply_to)
         self.signer = _signer(job)
@@ -91,6 +99,7 @@ class Composer:
 
     def compose(self, recipient: Recipient) -> Message:
         rendered = self.renderer.render(recipient)
+        fields = self._fields(recipient)
         parts = self.attachments.for_recipient(rendered.attachment_paths, recipient.describe())
         html = rendered.html
         inline: tuple[Part, ...] = ()
@@ -105,8 +114,26 @@ class Composer:
             inline,
             self._unsubscribe(rendered, recipient),
             bool(self.job.unsubscribe and self.job.unsubscribe.one_click),
+            cc=fields.cc,
+            reply_to=fields.reply_to,
+            extra=fields.headers,
         )
-        return Message(recipient, content)
+        return Message(recipient, content, fields)
+
+    def _fields(self, recipient: Recipient) -> RenderedFields:
+        """The recipient's message fields, rendered once for its message and its addressing."""
+        if not self.fields.active:
+            return NO_FIELDS
+        fields = self._recent.get(recipient.seq)
+        if fields is None:
+            fields = self.fields.render(recipient)
+            self._remember(recipient.seq, fields)
+        return fields
+
+    def _remember(self, seq: int, fields: RenderedFields) -> None:
+        if len(self._recent) >= _RECENT_FIELDS:
+            self._recent.pop(next(iter(self._recent)), None)
+        self._recent[seq] = fields
 
     def _markdown_html(self, source: str, recipient: Recipient) -> tuple[str, tuple[Part, ...]]:
         from batchmail.build.markdown_body import to_html  # noqa: PLC0415 - see _signer
@@ -148,8 +175,12 @@ class Composer:
         return uris
 
     def addressing(self, recipient: Recipient) -> Addressing:
-        """The recipient's envelope beyond its own address."""
-        return self._plain_addressing
+        """The recipient's envelope beyond its own address: the rendered envelope sender (else
+        the From address) and the copies (cc, then bcc)."""
+        if not self.fields.active:
+            return self._plain_addressing
+        fields = self._fields(recipient)
+        return Addressing(fields.envelope_from or self.job.sender, fields.copies(recipient.mailbox))
 
     def message_id(self, run_id: str, seq: int) -> str:
         """Deterministic per run and recipient: a message re-sent after a crash keeps its ID."""
@@ -163,6 +194,8 @@ class Composer:
     def finish(self, built: Built, *, message_id: str, date: str) -> bytes:
         """The final message from what the validation pass built: the same bytes as
         `message_bytes`, without rendering and building it again."""
+        if built.fields is not NO_FIELDS:
+            self._remember(built.recipient.seq, built.fields)
         data = _with_ids(built.data, built.recipient.seq, self.message_id, message_id, date)
         return self.signer.signature(data) + data if self.signer is not None else data
 
@@ -299,9 +332,13 @@ def _validate_one(
     result.count += 1
     digest = hashlib.sha256(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
     digest.update(data)
+    if composer.fields.active:  # what the bytes do not show: bcc and the envelope sender
+        addressing = composer.addressing(recipient)
+        envelope = [addressing.sender.envelope_address, *(c.key for c in addressing.copies)]
+        digest.update("\0".join(envelope).encode())
     result.digest += int.from_bytes(digest.digest())
     if built is not None:
-        built(Built(recipient, data, size, message.attachment_names))
+        built(Built(recipient, data, size, message.attachment_names, message.fields))
 
 
 def merge(composer: Composer, parts: list[PartValidation]) -> Validation:

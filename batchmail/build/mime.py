@@ -71,6 +71,9 @@ class Content(Struct, frozen=True):
     inline: Sequence[Part] = ()  # images the HTML shows by cid: (multipart/related)
     list_unsubscribe: Sequence[str] = ()  # URIs, RFC 2369
     one_click: bool = False  # RFC 8058 List-Unsubscribe-Post
+    cc: Sequence[Mailbox] = ()
+    reply_to: Mailbox | None = None  # the recipient's own, when the job's is a template
+    extra: Sequence[bytes] = ()  # the job's own header lines (`headers`), encoded
 
 
 def detect_type(data: bytes, filename: str) -> str:
@@ -188,11 +191,14 @@ class MessageBuilder:
         head = b"".join(
             [
                 self._fixed,
+                address_header("Reply-To", content.reply_to) if content.reply_to else b"",
                 address_header("To", content.to),
+                addresses_header("Cc", content.cc) if content.cc else b"",
                 unstructured_header("Subject", content.subject),
                 _generated_header("Date", date),
                 _generated_header("Message-ID", message_id),
                 *_list_headers(content),
+                *content.extra,
                 b"MIME-Version: 1.0\r\n",
             ]
         )
@@ -288,13 +294,24 @@ def address_header(name: str, box: Mailbox) -> bytes:
     when the local part is not ASCII (RFC 6532 3.2: the message then travels with SMTPUTF8);
     a display name that is not printable ASCII goes as an encoded-word (RFC 2047), as in any
     other message, so a name never depends on how its address is spelt."""
+    return f"{name}: {_mailbox_text(name, box)}\r\n".encode()
+
+
+def addresses_header(name: str, boxes: Sequence[Mailbox]) -> bytes:
+    """`Name: a, b, c`, each mailbox as `address_header` writes one, a line each (folded after
+    the comma, RFC 5322 3.2.2)."""
+    listed = ",\r\n ".join(_mailbox_text(name, box) for box in boxes)
+    return f"{name}: {listed}\r\n".encode()
+
+
+def _mailbox_text(name: str, box: Mailbox) -> str:
     address = box.envelope_address
     if not box.name:
-        return f"{name}: {address}\r\n".encode()
+        return address
     if box.name.isascii() and "=?" not in box.name and _PRINTABLE_ASCII.match(box.name):
-        return f"{name}: {_quoted_phrase(box.name)} <{address}>\r\n".encode()
+        return f"{_quoted_phrase(box.name)} <{address}>"
     phrase = Header(box.name, "utf-8", header_name=name).encode(linesep=_LINESEP)
-    return f"{name}: {phrase} <{address}>\r\n".encode()
+    return f"{phrase} <{address}>"
 
 
 def _quoted_phrase(name: str) -> str:

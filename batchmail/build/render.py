@@ -59,6 +59,7 @@ class Renderer:
                 inline[path_names[index]] = spec.pattern
         unsubscribe_names = self._unsubscribe_templates(inline)
         html_name = job.html.name if job.html else None
+        self._sources = inline  # the loader's: templates added later are found there too
         self.env = SandboxedEnvironment(
             loader=_JobLoader(job.base_dir, inline),
             undefined=jinja2.StrictUndefined,
@@ -88,6 +89,19 @@ class Renderer:
                 names[key] = self._inline(f"unsubscribe.{key}", where)
                 inline[names[key]] = value
         return names
+
+    def inline_template(self, field: str, source: str, where: str) -> jinja2.Template:
+        """A further template of the job file (`field` at `where`), in the same environment."""
+        name = self._inline(field, where)
+        self._sources[name] = source
+        return self._load(name, None)
+
+    def context(self, recipient: Recipient) -> dict[str, Any]:
+        return {**self.env.globals, **self.job.vars, **recipient.fields}
+
+    def render_in(self, template: jinja2.Template, context: dict[str, Any], who: Recipient) -> str:
+        """One template for one recipient, with the `context` made for them."""
+        return self._render(template, context, who)
 
     def _inline(self, field: str, where: str) -> str:
         name = f"{_INLINE}{field}"
@@ -137,7 +151,7 @@ class Renderer:
 
     def render(self, recipient: Recipient) -> Rendered:
         """Render every template for one recipient; any failure is an InvalidJobError."""
-        context = {**self.env.globals, **self.job.vars, **recipient.fields}
+        context = self.context(recipient)
         return Rendered(
             subject=self._render(self.subject, context, recipient),
             text=self._render(self.text, context, recipient) if self.text else None,

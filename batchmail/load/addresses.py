@@ -162,3 +162,29 @@ def parse_mailbox(text: str) -> Mailbox:
         if address == text.strip():
             raise
         raise AddressError(f"{text!r}: {exc}") from None
+
+
+def parse_mailbox_list(text: str) -> list[Mailbox]:
+    """Parse a comma-separated list of mailboxes (RFC 5322 3.4 address-list, without groups),
+    each as `parse_mailbox` does; a comma inside a quoted display name or `<...>` separates
+    nothing; empty items (a blank rendered value) are no mailbox."""
+    return [parse_mailbox(item) for item in _list_items(text) if item.strip()]
+
+
+def _list_items(text: str) -> list[str]:
+    items, start, quoted, escaped, angled = [], 0, False, False, False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped, quoted = char == "\\", char != '"'
+        elif char == '"':
+            quoted = True
+        elif char in "<>":
+            angled = char == "<"
+        elif char == "," and not angled:
+            items.append(text[start:index])
+            start = index + 1
+    if quoted:
+        raise AddressError(f"{text!r} has a display name with no closing quote")
+    return [*items, text[start:]]

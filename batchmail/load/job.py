@@ -15,7 +15,7 @@ from msgspec import Struct
 from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, Mailbox, parse_mailbox
 from batchmail.load.data_options import data_file_options
-from batchmail.load.message_fields import message_fields, suppress_files
+from batchmail.load.message_fields import is_template, message_fields, suppress_files
 from batchmail.load.schema import schema_problems
 from batchmail.load.settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -146,7 +146,7 @@ def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:
         name=data.get("name") or job_path.stem,
         base_dir=base_dir,
         sender=_mailbox(data["from"], doc, ("from",)),
-        reply_to=_mailbox(data["reply_to"], doc, ("reply_to",)) if "reply_to" in data else None,
+        reply_to=_reply_to(data, doc),
         subject=data["subject"],
         subject_where=doc.where(("subject",)),
         text=_template_ref(data["template"], "text", doc),
@@ -189,6 +189,14 @@ def _data_file(data: dict[str, Any], base_dir: Path) -> Path | None:
         return None
     name: str = found["path"] if isinstance(found, dict) else found
     return base_dir / name
+
+
+def _reply_to(data: dict[str, Any], doc: Located) -> Mailbox | None:
+    """A literal Reply-To, checked now; a template is rendered per recipient (`fields`)."""
+    text = data.get("reply_to")
+    if text is None or is_template(text):
+        return None
+    return _mailbox(text, doc, ("reply_to",))
 
 
 def _mailbox(text: str, doc: Located, path: DocPath) -> Mailbox:

@@ -42,7 +42,7 @@ def is_structural(name: str) -> bool:
 
 
 def message_fields(data: dict[str, Any], doc: Located) -> MessageFields:
-    keys = ("cc", "bcc", "envelope_from")
+    keys = ("cc", "bcc", "envelope_from", "reply_to")
     where: dict[str, str] = {key: doc.where((key,)) for key in keys if key in data}
     headers = data.get("headers", {})
     for name in headers:
@@ -60,8 +60,15 @@ def message_fields(data: dict[str, Any], doc: Located) -> MessageFields:
         bcc=_templates(data.get("bcc")),
         headers=tuple((name, value) for name, value in headers.items()),
         envelope_from=data.get("envelope_from"),
+        reply_to=data["reply_to"] if is_template(data.get("reply_to", "")) else None,
         where=where,
     )
+
+
+def is_template(text: str) -> bool:
+    """Whether a value holds Jinja2 markup; one that does not is the same for every recipient,
+    and is checked once, when the job loads."""
+    return any(mark in text for mark in ("{{", "{%", "{#"))
 
 
 def suppress_files(data: dict[str, Any], base_dir: Path) -> tuple[Path, ...]:

@@ -67,6 +67,7 @@ class MessageFields(Struct, frozen=True):
     bcc: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()  # (field name, template of its value)
     envelope_from: str | None = None  # template of MAIL FROM (VERP)
+    reply_to: str | None = None  # template of Reply-To, when it is one (a literal: Job.reply_to)
     where: Mapping[str, str] = field(
         default_factory=dict
     )  # key (cc, headers.X-Tag...): job file line
@@ -75,6 +76,11 @@ class MessageFields(Struct, frozen=True):
     def copies(self) -> bool:
         """Whether the message may go to envelope recipients beyond the primary one."""
         return bool(self.cc or self.bcc)
+
+    @property
+    def rendered(self) -> bool:
+        """Whether any of them is rendered per recipient."""
+        return bool(self.cc or self.bcc or self.headers or self.envelope_from or self.reply_to)
 
 
 class RateSettings(Struct, frozen=True):
