@@ -197,9 +197,14 @@ def preview(job: Job, limit: int = 3, screen: Screen | None = None) -> JobPrevie
     return preview_job(job, limit, screen)
 
 
-def send_one(message: OneMessage, smtp: SmtpSettings, environ: Mapping[str, str]) -> SentOne:
+def send_one(
+    message: OneMessage,
+    smtp: SmtpSettings,
+    environ: Mapping[str, str],
+    transport: Transport | None = None,  # instead of the SMTP server: a MemoryTransport...
+) -> SentOne:
     """One message outside any job, built and sent as a job's messages are."""
-    return send_single(message, smtp, environ)
+    return send_single(message, smtp, environ, transport=transport)
 
 
 def bounces(path: Path, source: str, options: BounceOptions) -> BounceSummary:

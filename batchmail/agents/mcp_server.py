@@ -50,7 +50,8 @@ DESCRIPTIONS = {
     "the inputs changed since the preview, when a recipient is not allowlisted, or when the "
     "messages would exceed this server's cap. Recipients already delivered are not sent again.",
     "send_email": "Send one message from the server's fixed sender to one allowlisted "
-    "recipient, with optional HTML body and attachments (files inside the server's root).",
+    "recipient, with optional cc and bcc (allowlisted too), HTML body and attachments (files "
+    "inside the server's root).",
     "get_report": "The JSON report of a job's latest run (give the job file) or of a report "
     "file: status, counts and every recipient's result.",
 }
@@ -101,7 +102,7 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
         return call(lambda: tools.run(path, token))
 
     @server.tool(description=DESCRIPTIONS["send_email"], annotations=_SENDS)
-    def send_email(
+    def send_email(  # noqa: PLR0917 - the tool's parameters are its schema
         to: Annotated[str, Field(description="one address, optionally 'Name <address>'")],
         subject: str,
         body: Annotated[str, Field(description="the plain-text body")],
@@ -109,8 +110,14 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
         attachments: Annotated[
             list[str] | None, Field(description="paths of files inside the server's root")
         ] = None,
+        cc: Annotated[
+            list[str] | None, Field(description="addresses shown in the Cc header; allowlisted")
+        ] = None,
+        bcc: Annotated[
+            list[str] | None, Field(description="addresses in no header (blind); allowlisted")
+        ] = None,
     ) -> CallToolResult:
-        return call(lambda: tools.send_email(to, subject, body, html, attachments))
+        return call(lambda: tools.send_email(to, subject, body, html, attachments, cc=cc, bcc=bcc))
 
     @server.tool(description=DESCRIPTIONS["get_report"], annotations=_READ_ONLY)
     def get_report(

@@ -75,7 +75,7 @@ class BatchmailTools:
             root.check(path, "suppress")
 
     def _summary(self, preview: api.JobPreview) -> dict[str, Any]:
-        refused = self.policy.allow.refused(preview.mailboxes)
+        refused = self.policy.allow.refused([*preview.mailboxes, *preview.copies])
         count = preview.count
         remaining = self.policy.quota.remaining
         blocked = []
@@ -115,7 +115,7 @@ class BatchmailTools:
                 "preview_job (or the token is for another job or an earlier server); "
                 "preview it again; nothing was sent"
             )
-        self._check_allowed(preview.mailboxes)
+        self._check_allowed([*preview.mailboxes, *preview.copies])
         count = preview.count
         self.policy.quota.reserve(count)
         guard = RunGuard(self.policy.allow, count)
@@ -165,19 +165,26 @@ class BatchmailTools:
     # -- send_email ------------------------------------------------------------------------------
 
     def send_email(
-        self, to: str, subject: str, body: str, html: str | None, attachments: list[str] | None
+        self,
+        to: str,
+        subject: str,
+        body: str,
+        html: str | None,
+        attachments: list[str] | None,
+        *,
+        cc: list[str] | None = None,
+        bcc: list[str] | None = None,
     ) -> dict[str, Any]:
-        for name, value in (("to", to), ("subject", subject)):
-            if has_line_break(value):
-                raise ToolFailure(f"the {name} contains a line break (CR/LF); refused")
-        try:
-            recipient = parse_mailbox(to)
-        except AddressError as exc:
-            raise ToolFailure(f"to: {exc}") from None
-        self._check_allowed([recipient])
+        if has_line_break(subject):
+            raise ToolFailure("the subject contains a line break (CR/LF); refused")
+        [recipient] = _mailboxes("to", [to])
+        copies = _mailboxes("cc", cc or []), _mailboxes("bcc", bcc or [])
+        self._check_allowed([recipient, *copies[0], *copies[1]])
         config = smtp_config(self.environ)
         files = tuple(self._attachment(given) for given in attachments or [])
-        message = api.OneMessage(config.sender, recipient, subject, body, html, files)
+        message = api.OneMessage(
+            config.sender, recipient, subject, body, html, files, copies[0], copies[1]
+        )
         self.policy.quota.reserve(1)
         try:
             sent = api.send_one(message, config.settings, self.environ)
@@ -197,6 +204,8 @@ class BatchmailTools:
             **details,
             "from": config.sender.shown,
             "to": recipient.shown,
+            "cc": [box.shown for box in copies[0]],
+            "bcc": [box.shown for box in copies[1]],
             "subject": subject,
             "message_id": sent.message_id,
             "attachments": [_attached_view(a) for a in sent.attachments],
@@ -226,6 +235,19 @@ class BatchmailTools:
                     f"{self.results.shown(report)}): run_job writes it"
                 )
         return {**read_report(report), "report": self.results.shown(report)}
+
+
+def _mailboxes(field: str, given: list[str]) -> tuple[Mailbox, ...]:
+    """Each address given, parsed; a refusal naming the field and the address otherwise."""
+    boxes = []
+    for text in given:
+        if has_line_break(text):
+            raise ToolFailure(f"the {field} contains a line break (CR/LF); refused")
+        try:
+            boxes.append(parse_mailbox(text))
+        except AddressError as exc:
+            raise ToolFailure(f"{field}: {exc}") from None
+    return tuple(boxes)
 
 
 def _secret_names(job: Job) -> list[str]:

@@ -26,15 +26,21 @@ class RenderedFields(Struct, frozen=True):
     envelope_from: Mailbox | None = None  # None: the From address
 
     def copies(self, recipient: Mailbox) -> tuple[Mailbox, ...]:
-        """The envelope's further recipients: cc, then bcc, each address once, and never the
-        primary recipient (who would get the message twice)."""
-        seen = {recipient.key}
-        copies = []
-        for box in (*self.cc, *self.bcc):
-            if box.key not in seen:
-                seen.add(box.key)
-                copies.append(box)
-        return tuple(copies)
+        return copies_of(recipient, self.cc, self.bcc)
+
+
+def copies_of(
+    recipient: Mailbox, cc: Sequence[Mailbox], bcc: Sequence[Mailbox]
+) -> tuple[Mailbox, ...]:
+    """The envelope's further recipients: cc, then bcc, each address once, and never the
+    primary recipient (who would get the message twice)."""
+    seen = {recipient.key}
+    copies = []
+    for box in (*cc, *bcc):
+        if box.key not in seen:
+            seen.add(box.key)
+            copies.append(box)
+    return tuple(copies)
 
 
 NO_FIELDS = RenderedFields()

@@ -37,6 +37,7 @@ class JobPreview(Struct, frozen=True):
     warnings: list[str] = field(default_factory=list)
     attachment_files: list[Path] = field(default_factory=list)  # what the shared globs matched
     suppressed: int = 0  # recipients in the suppression files: never mailed
+    copies: list[Mailbox] = field(default_factory=list)  # cc and bcc addresses, each once
 
 
 class _ScreenedComposer(Composer):
@@ -46,6 +47,7 @@ class _ScreenedComposer(Composer):
         super().__init__(job, warnings.append)
         self.screen = screen
         self.mailboxes: dict[int, Mailbox] = {}
+        self.copies: dict[str, Mailbox] = {}
 
     def compose(self, recipient: Recipient) -> Message:
         message = super().compose(recipient)
@@ -57,6 +59,8 @@ class _ScreenedComposer(Composer):
                 f"refused ({recipient.describe()})",
             )
         self.mailboxes[recipient.seq] = recipient.mailbox
+        for copy in message.fields.copies(recipient.mailbox):
+            self.copies.setdefault(copy.key, copy)
         return message
 
 
@@ -83,6 +87,7 @@ def preview_job(job: Job, limit: int, screen: Screen | None = None) -> JobPrevie
         warned,
         files,
         suppression.count(composer.mailboxes.values()),
+        list(composer.copies.values()),
     )
 
 

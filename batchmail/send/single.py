@@ -10,6 +10,7 @@ from pathlib import Path
 
 from msgspec import Struct
 
+from batchmail.build.message_fields import copies_of
 from batchmail.build.mime import (
     Content,
     HeaderValueError,
@@ -23,7 +24,7 @@ from batchmail.errors import invalid
 from batchmail.load.addresses import Mailbox
 from batchmail.load.settings import DEFAULT_MAX_MESSAGE_BYTES, SmtpSettings
 from batchmail.state.states import DeliveryState
-from batchmail.transport.contract import Envelope, Route
+from batchmail.transport.contract import Envelope, Route, Transport
 from batchmail.transport.oauth2 import credentials_for
 from batchmail.transport.smtp import SmtpTransport
 
@@ -40,6 +41,8 @@ class OneMessage(Struct, frozen=True):
     text: str
     html: str | None = None
     attachments: tuple[FileToAttach, ...] = ()
+    cc: tuple[Mailbox, ...] = ()  # in the Cc header and the envelope
+    bcc: tuple[Mailbox, ...] = ()  # in the envelope only
 
 
 class Attached(Struct, frozen=True):
@@ -70,18 +73,21 @@ def send_one(
     smtp: SmtpSettings,
     environ: Mapping[str, str],
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    transport: Transport | None = None,
 ) -> SentOne:
     """Build and send one message; InvalidJobError (nothing sent) when it cannot be built,
-    ConnectFailure when no session could be opened."""
+    ConnectFailure when no session could be opened. `transport`: instead of the SMTP server."""
     parts = [_part(file) for file in message.attachments]
-    content = Content(message.to, message.subject, message.text, message.html, parts)
+    content = Content(message.to, message.subject, message.text, message.html, parts, cc=message.cc)
     message_id = _message_id(message.sender)
     data = _build(message.sender, content, message_id, max_bytes)
-    credentials = credentials_for(smtp, environ)
-    if credentials is not None:
-        credentials.prepare()
-    route = Route.between(0, message.sender, message.to)
-    transport = SmtpTransport(smtp, credentials)
+    copies = copies_of(message.to, message.cc, message.bcc)
+    route = Route.between(0, message.sender, message.to, copies)
+    if transport is None:
+        credentials = credentials_for(smtp, environ)
+        if credentials is not None:
+            credentials.prepare()
+        transport = SmtpTransport(smtp, credentials)
     try:
         outcome = transport.send(Envelope(route, data))
     finally:
