@@ -38,7 +38,12 @@ async def test_cc_is_in_the_message_and_bcc_is_not(setup: Setup) -> None:
     assert b"bcc" not in received.data.lower()
     assert sent["cc"] == ["Mia Müller <mia@example.com>", "team@example.com"]
     assert sent["bcc"] == ["archive@example.com"]
-    assert received.rcpt_tos[0] == "user1@example.com"
+    assert received.rcpt_tos == [
+        "user1@example.com",
+        "mia@example.com",
+        "team@example.com",
+        "archive@example.com",
+    ]
 
 
 @pytest.mark.parametrize("field", ["cc", "bcc"])
