@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sqlite3
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -16,6 +17,7 @@ from openpyxl.cell.text import Text
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.utils.cell import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet._reader import ROW_TAG, WorkSheetParser
 from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 from openpyxl.xml.functions import iterparse  # defusedxml's, when installed
 
@@ -23,6 +25,7 @@ from batchmail.errors import invalid
 from batchmail.load.rows import Row
 
 _STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
+_SHEET_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
 _PLAIN_SHEET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _STRINGS_CACHE_SIZE = -512  # SQLite's page cache, KiB: see recipients.py
 
@@ -35,9 +38,8 @@ def xlsx_rows(path: Path, shown: str, sheet: str | None) -> Iterator[Row]:
             listed = ", ".join(repr(name) for name in names)
             raise invalid(shown, f"no sheet {sheet!r} in this workbook (its sheets: {listed})")
         worksheet = workbook[sheet or names[0]]
-        worksheet.reset_dimensions()  # exporters may record a wrong used range: read them all
         place = f"{shown}:{_sheet_reference(worksheet.title)}!"
-        yield from _sheet_rows(worksheet.iter_rows(values_only=True), place)
+        yield from _sheet_rows(_sheet_values(worksheet), place)
     finally:
         workbook.close()
 
@@ -46,21 +48,53 @@ def _open(path: Path, shown: str) -> Any:
     if not path.is_file():
         raise FileNotFoundError(path)
     try:
-        reader = _StreamingReader(str(path), read_only=True, data_only=True, keep_links=False)
-        reader.read()
+        with warnings.catch_warnings():  # about styles and extensions it skips: not the data
+            warnings.simplefilter("ignore")
+            reader = _StreamingReader(str(path), read_only=True, data_only=True, keep_links=False)
+            reader.read()
     except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:
         raise invalid(shown, f"not an .xlsx workbook ({exc})") from None
     return reader.wb
 
 
-def _sheet_rows(rows: Iterable[tuple[Any, ...]], place: str) -> Iterator[Row]:
+def _sheet_values(worksheet: Any) -> Iterator[tuple[int, list[Any]]]:
+    """(row number, cell values) of each row in the sheet, read as openpyxl's read-only sheet
+    reads them, but without keeping anything of the rows read: it keeps an emptied element per
+    row (and a record of every row with a height), as large as the sheet."""
+    book = worksheet.parent
+    with worksheet._get_source() as source:
+        parser = WorkSheetParser(
+            source,
+            worksheet._shared_strings,
+            data_only=True,
+            epoch=book.epoch,
+            date_formats=book._date_formats,
+            timedelta_formats=book._timedelta_formats,
+        )
+        rows_parent = None
+        for event, element in iterparse(source, events=("start", "end")):
+            if event == "start":
+                rows_parent = element if element.tag == _SHEET_DATA else rows_parent
+            elif element.tag == ROW_TAG:
+                number, cells = parser.parse_row(element)
+                parser.row_dimensions.clear()
+                values: list[Any] = [None] * (cells[-1]["column"] if cells else 0)
+                for cell in cells:
+                    values[cell["column"] - 1] = cell["value"]
+                yield number, values
+                if rows_parent is not None:
+                    rows_parent.clear()
+
+
+def _sheet_rows(rows: Iterable[tuple[int, list[Any]]], place: str) -> Iterator[Row]:
     stream = iter(rows)
-    header = [cell_text(value).strip() for value in next(stream, ())]
+    first, values = next(stream, (1, []))
+    header = [cell_text(value).strip() for value in values]
     if "email" not in header:
-        raise invalid(f"{place}A1", "the header row has no 'email' column")
+        raise invalid(f"{place}A{first}", "the header row has no 'email' column")
     cells = {name: f"{place}{get_column_letter(i)}" for i, name in enumerate(header, 1) if name}
     email = cells["email"]
-    for number, values in enumerate(stream, start=2):
+    for number, values in stream:
         texts = [cell_text(value) for value in values]
         if not any(texts):
             continue

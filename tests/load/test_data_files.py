@@ -338,6 +338,22 @@ def test_workbook_errors_name_the_sheet_and_cell(
     )
 
 
+def test_a_table_below_a_title_counts_the_sheets_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [["Invoices, March"], [], ["name", "email"], ["Ann", "ann@example.org"], ["B", "b@"]]
+    write_xlsx(tmp_path / "people.xlsx", {"March": rows})
+    job(tmp_path, "people.xlsx", body="{{ name }}\n")
+    assert cli(capsys, "validate", "job.yaml")[2] == (
+        "people.xlsx:March!A1: the header row has no 'email' column\n"
+    )
+    del rows[:2]
+    write_xlsx(tmp_path / "people.xlsx", {"March": [[], [], *rows]})
+    code, _, err = cli(capsys, "validate", "job.yaml")
+    assert code == 2
+    assert err.startswith("people.xlsx:March!B5: email: ")
+
+
 def test_a_file_that_is_not_a_workbook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "people.xlsx").write_text("email\na@example.org\n")
     job(tmp_path, "people.xlsx")
