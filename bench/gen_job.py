@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import gen_tables
+
 FROM_ADDR = "Bench <bench@example.com>"
 SUBJECT = "Invoice for {{ name|title }}{% if vip == 'yes' %} (VIP){% endif %}"
 PDF_NAME = "invoice.pdf"
@@ -102,8 +104,8 @@ subject: "{subject}"
 template:
   text: body.txt.j2
   html: body.html.j2
-recipients_file: recipients.csv
-attachments:
+recipients_file: {recipients_file}
+{group_by}attachments:
   - {pdf}
 smtp:
   host: 127.0.0.1
@@ -196,14 +198,17 @@ def make_pdf(target_size: int = PDF_SIZE) -> bytes:
     return pdf
 
 
-def recipient_rows(count: int) -> Iterator[tuple[str, str, str, str, str]]:
-    """Yield deterministic recipient rows: email, name, team, amount, vip."""
+def recipient_rows(count: int, per_recipient: int = 1) -> Iterator[tuple[str, str, str, str, str]]:
+    """Yield deterministic recipient rows: email, name, team, amount, vip. With
+    `per_recipient` > 1, each address is on that many rows, spread over the file (row i is
+    recipient i mod count/per_recipient's), as in a list of invoices."""
     rng = random.Random(SEED)
     width = max(5, len(str(count)))
+    recipients = max(1, count // per_recipient)
     for index in range(1, count + 1):
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
         yield (
-            f"user{index:0{width}d}@example.com",
+            f"user{(index - 1) % recipients + 1:0{width}d}@example.com",
             name,
             rng.choice(TEAMS),
             f"{rng.uniform(10, 5000):.2f}",
@@ -211,21 +216,30 @@ def recipient_rows(count: int) -> Iterator[tuple[str, str, str, str, str]]:
         )
 
 
-def write_recipients(path: Path, count: int) -> None:
+HEADER = ("email", "name", "team", "amount", "vip")
+
+
+def write_recipients(path: Path, count: int, per_recipient: int = 1) -> None:
+    if path.suffix == ".xlsx":
+        gen_tables.write_xlsx(path, HEADER, recipient_rows(count, per_recipient), count)
+        return
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("email", "name", "team", "amount", "vip"))
-        writer.writerows(recipient_rows(count))
+        writer.writerow(HEADER)
+        writer.writerows(recipient_rows(count, per_recipient))
 
 
-def write_batchmail_job(outdir: Path, port: int, connections: int) -> Path:
+def write_batchmail_job(
+    outdir: Path, port: int, connections: int, data: str = "csv", grouped: bool = False
+) -> Path:
     (outdir / "body.txt.j2").write_text(TEXT_BODY, encoding="utf-8")
     (outdir / "body.html.j2").write_text(HTML_BODY, encoding="utf-8")
     job = outdir / "job.yaml"
     job.write_text(
         JOB_YAML.format(
             from_addr=FROM_ADDR, subject=SUBJECT, pdf=PDF_NAME,
-            port=port, connections=connections,
+            port=port, connections=connections, recipients_file=f"recipients.{data}",
+            group_by="group_by: email\n" if grouped else "",
         ),
         encoding="utf-8",
     )
@@ -243,13 +257,16 @@ def write_mailmerge_files(outdir: Path, port: int) -> None:
 
 
 def generate(
-    count: int, outdir: Path, port: int = 2525, connections: int = 2, mailmerge: bool = True
+    count: int, outdir: Path, port: int = 2525, connections: int = 2, mailmerge: bool = True,
+    data: str = "csv", per_recipient: int = 0,
 ) -> Path:
-    """Write the whole job into outdir; return the batchmail job file."""
+    """Write the whole job into outdir; return the batchmail job file. `data`: the recipients
+    file's kind (csv, xlsx); `per_recipient` > 0: that many rows per address, `group_by: email`
+    (count rows, count / per_recipient messages)."""
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / PDF_NAME).write_bytes(make_pdf())
-    write_recipients(outdir / "recipients.csv", count)
-    job = write_batchmail_job(outdir, port, connections)
+    write_recipients(outdir / f"recipients.{data}", count, max(1, per_recipient))
+    job = write_batchmail_job(outdir, port, connections, data, grouped=per_recipient > 0)
     if mailmerge:
         write_mailmerge_files(outdir, port)
     return job

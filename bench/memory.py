@@ -10,6 +10,10 @@ For each size (default 10k, 100k, 1M recipients) generates the job, then measure
 and prints peak RSS (largest process) and peak PSS of all batchmail's processes per size
 and mode, each with its ratio to the 10k figure (or the smallest size measured), and the
 wall times. Work directories are removed after each size unless --keep.
+
+--data xlsx reads the recipients from an .xlsx workbook written as Excel writes one (shared
+strings) instead of a CSV; --group-by K puts each address on K rows spread over the file and
+groups them with `group_by: email`: a size is then a number of rows, K of them per message.
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=7200.0,
                         help="seconds allowed per command (7200)")
     parser.add_argument("--keep", action="store_true", help="keep generated jobs and state")
+    parser.add_argument("--data", choices=("csv", "xlsx"), default="csv",
+                        help="the recipients file's kind (csv)")
+    parser.add_argument("--group-by", type=int, default=0, metavar="K",
+                        help="K rows per address, grouped with group_by: email (0: no grouping)")
     args = parser.parse_args(argv)
     args.batchmail = bl.resolve_executable(args.batchmail)
     try:
@@ -120,6 +128,8 @@ def measure(mode: str, count: int, jobdir: Path, args: argparse.Namespace,
             sink: bl.Sink | None) -> bl.Measurement:
     """Run one mode; fail loudly on a non-zero exit or a wrong sink count."""
     before = sink.messages() if sink else 0
+    if args.group_by:
+        count //= args.group_by  # messages, of K rows each
     result = bl.timed_run(command(mode, args.batchmail, jobdir), jobdir,
                           jobdir / f"{mode}.log", args.timeout)
     received = sink.messages() - before if sink and mode == "run" else None
@@ -146,7 +156,8 @@ def clean_up(jobdir: Path, succeeded: bool) -> None:
         shutil.rmtree(jobdir, ignore_errors=True)
         return
     shutil.rmtree(jobdir / "preview", ignore_errors=True)
-    (jobdir / "recipients.csv").unlink(missing_ok=True)
+    for data in jobdir.glob("recipients.*"):
+        data.unlink()
     bl.log(f"kept logs, report and state of the failed size in {jobdir}")
 
 
@@ -155,7 +166,8 @@ def measure_size(count: int, args: argparse.Namespace, port: int,
     jobdir = MEMORY_DIR / label(count)
     shutil.rmtree(jobdir, ignore_errors=True)
     bl.log(f"generating job with {count:,} recipients")
-    gen_job.generate(count, jobdir, port=port, connections=args.connections, mailmerge=False)
+    gen_job.generate(count, jobdir, port=port, connections=args.connections, mailmerge=False,
+                     data=args.data, per_recipient=args.group_by)
     succeeded = False
     try:
         for mode in args.modes:
@@ -188,7 +200,7 @@ def _metric_table(title: str, cells: list[Cell], args: argparse.Namespace,
             else:
                 row.append(f"{figure:.1f}")
         rows.append(row)
-    bl.print_table(["recipients", *args.modes], rows)
+    bl.print_table(["rows" if args.group_by else "recipients", *args.modes], rows)
 
 
 def print_results(cells: list[Cell], args: argparse.Namespace) -> None:
