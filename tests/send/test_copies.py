@@ -227,3 +227,33 @@ def test_a_cc_refused_for_good_on_its_retry_stays_refused_and_the_run_ends(
         {"email": CC, "smtp_code": 550, "smtp_response": "5.7.1 Not from you"}
     ]
     assert Counter(verb for _, verb in server.commands)["MAIL"] == 2
+
+
+def test_copies_retried_one_after_another_carry_each_others_envelopes(
+    tmp_path: Path,
+    smtp_server: SmtpServerFactory,
+    capsys: pytest.CaptureFixture[str],
+    pipelining: bool,
+) -> None:
+    """A retry round of several messages' copies: with pipelining, each copies-only envelope
+    goes behind the content before it (RFC 2920), its replies one fewer than the first time's."""
+    leads = [f"lead{n}@example.com" for n in (1, 2, 3)]
+    crowd = [
+        {**p, "copies": f"{lead}, {BCC}"} for p, lead in zip(recipients(3), leads, strict=True)
+    ]
+    later = {lead: ["451 4.3.0 Try later", "250 OK"] for lead in leads}
+    server = smtp_server(script=Script(pipelining=pipelining, rcpt_replies=later))
+    retry = {"max_attempts": 2, "window": 0.3}
+    job = make_job(tmp_path, server.port, recipients=crowd, retry=retry)
+
+    result = run_cli(capsys, "run", job, "--report", tmp_path / "report.json")
+
+    assert result.code == 0, result.err
+    assert [m.rcpt_tos for m in server.messages] == [
+        *([f"user{n}@example.com", BCC] for n in (1, 2, 3)),
+        *([lead] for lead in leads),
+    ]
+    assert [message_id(m) for m in server.messages[3:]] == [
+        message_id(m) for m in server.messages[:3]
+    ]
+    assert [e["refused"] for e in report_of(tmp_path / "report.json")["recipients"]] == [[]] * 3

@@ -153,25 +153,34 @@ def test_the_announced_envelope_carries_its_copies(tmp_path: Path) -> None:
             Route(2, SENDER, "b@example.com", copies=COPIES[:1]), b"Subject: 2\r\n\r\n2\r\n"
         )
         third = Envelope(Route(3, SENDER, "c@example.com"), b"Subject: 3\r\n\r\n3\r\n")
+        retry = Route(1, SENDER, "a@example.com", copies=COPIES, copies_only=True)
+        fourth = Envelope(retry, b"Subject: 1\r\n\r\n1\r\n")
         outcomes = []
-        for envelope, following in ((first, second.route), (second, third.route), (third, None)):
+        for envelope, following in (
+            (first, second.route),
+            (second, third.route),
+            (third, fourth.route),
+            (fourth, None),
+        ):
             started = transport.start(envelope, following)
             assert not isinstance(started, Outcome)
             outcomes.append(started.finish())
         transport.close()
         server.stop()
 
-    assert [o.state for o in outcomes] == ["sent"] * 3
-    assert server.announced == [True, True, False]
+    assert [o.state for o in outcomes] == ["sent"] * 4
+    assert server.announced == [True, True, True, False]
     assert [m.split(b"\r\n")[0] for m in server.messages] == [
         b"Subject: 1",
         b"Subject: 2",
         b"Subject: 3",
+        b"Subject: 1",
     ]
     assert [v for v in server.commands if v not in ("EHLO", "QUIT")] == [
         *("MAIL", "RCPT", "RCPT", "RCPT", "DATA"),
         *("MAIL", "RCPT", "RCPT", "DATA"),
         *("MAIL", "RCPT", "DATA"),
+        *("MAIL", "RCPT", "RCPT", "DATA"),  # a retry to the copies alone
     ]
     assert server.unterminated == []
 
