@@ -15,10 +15,6 @@ import pytest
 from smtpserver import Received, Script, SmtpServer, SmtpServerFactory
 from support import make_job, recipients, report_of, run_cli
 
-from batchmail.build.compose import Addressing, Composer
-from batchmail.load.addresses import parse_mailbox
-from batchmail.load.recipients import Recipient
-
 CC, BCC = "cc@example.com", "archive@example.org"
 
 
@@ -28,19 +24,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(autouse=True)
-def _copies_from_fields(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each recipient's copies from its `copies` field (comma-separated), as the job's cc and bcc
-    would give them."""
-
-    def addressing(self: Composer, recipient: Recipient) -> Addressing:
-        listed = str(recipient.fields.get("copies") or "")
-        copies = tuple(parse_mailbox(a.strip()) for a in listed.split(",") if a.strip())
-        return Addressing(self.job.sender, copies)
-
-    monkeypatch.setattr(Composer, "addressing", addressing)
-
-
 @pytest.fixture(params=[True, False], ids=["pipelined", "one-command-at-a-time"])
 def pipelining(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
@@ -48,6 +31,11 @@ def pipelining(request: pytest.FixtureRequest) -> bool:
 
 def people(count: int = 3, copies: str = f"{CC}, {BCC}") -> list[dict[str, Any]]:
     return [{**person, "copies": copies} for person in recipients(count)]
+
+
+def job_with_copies(folder: Path, port: int, **settings: Any) -> Path:
+    """A job whose recipients' copies are their `copies` field (comma-separated), as cc."""
+    return make_job(folder, port, cc="{{ copies }}", **settings)
 
 
 def delivered_to(server: SmtpServer) -> Counter[str]:
@@ -72,7 +60,7 @@ def test_one_transaction_per_recipient_with_every_envelope_recipient(
     pipelining: bool,
 ) -> None:
     server = smtp_server(script=Script(pipelining=pipelining))
-    job = make_job(tmp_path, server.port, recipients=people())
+    job = job_with_copies(tmp_path, server.port, recipients=people())
 
     result = run_cli(capsys, "run", job, "--report", tmp_path / "report.json")
 
@@ -95,7 +83,7 @@ def test_a_refused_cc_is_reported_and_the_message_counts_as_sent(
 ) -> None:
     script = Script(pipelining=pipelining, rcpt_replies={CC: ["550 5.1.1 No such user"]})
     server = smtp_server(script=script)
-    job = make_job(tmp_path, server.port, recipients=people(2))
+    job = job_with_copies(tmp_path, server.port, recipients=people(2))
     outputs = ("--report", tmp_path / "r.json", "--junit", tmp_path / "j.xml")
 
     result = run_cli(capsys, "run", job, *outputs, "--failed-csv", tmp_path / "failed.csv")
@@ -130,7 +118,7 @@ def test_a_refused_primary_recipient_means_no_message_to_its_copies(
 ) -> None:
     refusal = {"user2@example.com": ["550 5.1.1 No such user"]}
     server = smtp_server(script=Script(pipelining=pipelining, rcpt_replies=refusal))
-    job = make_job(tmp_path, server.port, recipients=people())
+    job = job_with_copies(tmp_path, server.port, recipients=people())
 
     result = run_cli(capsys, "run", job, "--report", tmp_path / "report.json")
 
@@ -152,7 +140,7 @@ def test_a_cc_refused_for_now_is_retried_within_the_run_to_that_copy_only(
     script = Script(pipelining=pipelining, rcpt_replies={CC: ["451 4.3.0 Try later", "250 OK"]})
     server = smtp_server(script=script)
     retry = {"max_attempts": 3, "window": 0.5}
-    job = make_job(tmp_path, server.port, recipients=people(1), retry=retry)
+    job = job_with_copies(tmp_path, server.port, recipients=people(1), retry=retry)
 
     result = run_cli(capsys, "run", job, "--report", tmp_path / "report.json")
 
@@ -180,7 +168,7 @@ def test_a_cc_still_refused_when_the_run_ends_is_exit_75_and_the_next_run_sends_
     server = smtp_server(script=script)
     retry = {"max_attempts": 2, "window": 0.2}
     rate = {"connections": connections}
-    job = make_job(tmp_path, server.port, recipients=people(2), retry=retry, rate=rate)
+    job = job_with_copies(tmp_path, server.port, recipients=people(2), retry=retry, rate=rate)
     report = tmp_path / "report.json"
 
     first = run_cli(capsys, "run", job, "--report", report)
@@ -216,7 +204,7 @@ def test_a_cc_refused_for_good_on_its_retry_stays_refused_and_the_run_ends(
     replies = {CC: ["451 4.3.0 Try later", "550 5.7.1 Not from you"]}
     server = smtp_server(script=Script(rcpt_replies=replies))
     retry = {"max_attempts": 3, "window": 0.3}
-    job = make_job(tmp_path, server.port, recipients=people(1), retry=retry)
+    job = job_with_copies(tmp_path, server.port, recipients=people(1), retry=retry)
 
     result = run_cli(capsys, "run", job, "--report", tmp_path / "report.json")
 
@@ -244,7 +232,7 @@ def test_copies_retried_one_after_another_carry_each_others_envelopes(
     later = {lead: ["451 4.3.0 Try later", "250 OK"] for lead in leads}
     server = smtp_server(script=Script(pipelining=pipelining, rcpt_replies=later))
     retry = {"max_attempts": 2, "window": 0.3}
-    job = make_job(tmp_path, server.port, recipients=crowd, retry=retry)
+    job = job_with_copies(tmp_path, server.port, recipients=crowd, retry=retry)
 
     result = run_cli(capsys, "run", job, "--report", tmp_path / "report.json")
 
