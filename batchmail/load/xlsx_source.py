@@ -17,6 +17,7 @@ from openpyxl.cell.text import Text
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.utils.cell import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from openpyxl.worksheet._reader import ROW_TAG, WorkSheetParser
 from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 from openpyxl.xml.functions import iterparse  # defusedxml's, when installed
@@ -147,6 +148,25 @@ class _StreamingReader(ExcelReader):
             with self.archive.open(part.PartName[1:]) as source:
                 strings.fill(_string_items(source))
         self.shared_strings: Any = strings  # read by index, as the list was
+
+    def read_worksheets(self) -> None:
+        """The read-only sheets (chart sheets hold no rows), each opened without its size."""
+        parser: Any = self.parser
+        book: Any = self.wb
+        for sheet, rel in parser.find_sheets():
+            if rel.target in self.valid_files and "chartsheet" not in rel.Type:
+                worksheet = _UnsizedSheet(book, sheet.name, rel.target, self.shared_strings)
+                worksheet.sheet_state = sheet.state
+                book._sheets.append(worksheet)
+
+
+class _UnsizedSheet(ReadOnlyWorksheet):
+    """A sheet whose size is not read when it is opened: to learn it from a file that does not
+    record it (no <dimension>), openpyxl would build the whole sheet in memory. The rows are
+    read without it (`_sheet_values`)."""
+
+    def _get_size(self) -> None:
+        return None
 
 
 def _string_items(source: Any) -> Iterator[str]:

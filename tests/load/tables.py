@@ -101,6 +101,16 @@ def with_cached_value(path: Path, cell: str, value: str) -> Path:
     return path
 
 
+def without_used_range(path: Path) -> Path:
+    """The workbook without the sheets' <dimension> (their used range), as some writers leave."""
+    with zipfile.ZipFile(path) as source:
+        parts = {name: source.read(name) for name in source.namelist()}
+    for name in [n for n in parts if n.startswith("xl/worksheets/sheet")]:
+        parts[name] = re.sub(rb"<dimension [^>]*/>", b"", parts[name])
+    _write_zip(path, parts)
+    return path
+
+
 def _write_zip(path: Path, parts: dict[str, bytes]) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
         for name, data in parts.items():

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from email import policy
 from email.message import EmailMessage
@@ -21,7 +22,13 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from support import REPO, cli, dry_run, write_job_file
-from tables import with_cached_value, with_shared_strings, write_csv, write_xlsx
+from tables import (
+    with_cached_value,
+    with_shared_strings,
+    without_used_range,
+    write_csv,
+    write_xlsx,
+)
 
 from batchmail.cli import main
 
@@ -169,6 +176,20 @@ def test_a_file_invalid_in_the_encoding_it_names_says_so(
     assert err.startswith("people.csv:2: byte 0x81 at offset 28 is not cp1252")
 
 
+def test_a_jsonl_file_not_in_utf8_is_located_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = '{"email": "a@example.org", "name": "Ann"}\n{"email": "b@example.org", "name": "Zoë"}\n'
+    (tmp_path / "people.jsonl").write_bytes(lines.encode("cp1252"))
+    job(tmp_path, "people.jsonl", body="{{ name }}\n")
+    code, _, err = cli(capsys, "validate", "job.yaml")
+    offset = lines.encode("cp1252").index(b"\xeb")
+    assert code == 2
+    assert err.startswith(f"people.jsonl:2: byte 0xEB at offset {offset} is not UTF-8")
+    assert err.endswith("(this kind of file is read as UTF-8)\n")
+    assert "encoding:" not in err  # the key is for .csv and .tsv files
+
+
 def test_an_unknown_encoding_and_options_for_another_kind_of_file_are_job_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -289,13 +310,16 @@ def march_workbook(path: Path) -> Path:
 FIELDS = "{{ name }}|{{ amount }}|{{ due }}|{{ sent_at }}|{{ paid }}|{{ twice }}|{{ note }}\n"
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["inline-strings", "shared-strings"])
+@pytest.mark.parametrize("form", ["inline-strings", "shared-strings", "no-used-range"])
 def test_a_workbook_sheet_reads_as_a_person_sees_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], shared: bool
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], form: str
 ) -> None:
     path = march_workbook(tmp_path / "people.xlsx")
-    if shared:
+    if form == "shared-strings":
         with_shared_strings(path)
+    if form == "no-used-range":
+        assert b"<dimension " in zipfile.ZipFile(path).read("xl/worksheets/sheet2.xml")
+        without_used_range(path)
     job(tmp_path, "{path: people.xlsx, sheet: March}", body=FIELDS)
     code, _, err = dry_run(capsys)
     assert (code, err) == (0, "")
