@@ -29,6 +29,9 @@ _STRING_ITEM = f"{{{SHEET_MAIN_NS}}}si"
 _SHEET_DATA = f"{{{SHEET_MAIN_NS}}}sheetData"
 _PLAIN_SHEET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _STRINGS_CACHE_SIZE = -512  # SQLite's page cache, KiB: see recipients.py
+# What a damaged or foreign file raises: not a zip, a part missing, XML that does not parse
+# (ParseError is a SyntaxError), a value of the wrong form.
+_BROKEN = (zipfile.BadZipFile, KeyError, SyntaxError, ValueError, TypeError)
 
 
 def xlsx_rows(path: Path, shown: str, sheet: str | None) -> Iterator[Row]:
@@ -41,6 +44,8 @@ def xlsx_rows(path: Path, shown: str, sheet: str | None) -> Iterator[Row]:
         worksheet = workbook[sheet or names[0]]
         place = f"{shown}:{_sheet_reference(worksheet.title)}!"
         yield from _sheet_rows(_sheet_values(worksheet), place)
+    except _BROKEN as exc:
+        raise invalid(shown, f"cannot read this workbook ({type(exc).__name__}: {exc})") from None
     finally:
         workbook.close()
 
@@ -53,7 +58,7 @@ def _open(path: Path, shown: str) -> Any:
             warnings.simplefilter("ignore")
             reader = _StreamingReader(str(path), read_only=True, data_only=True, keep_links=False)
             reader.read()
-    except (InvalidFileException, zipfile.BadZipFile, KeyError) as exc:
+    except (InvalidFileException, *_BROKEN) as exc:
         raise invalid(shown, f"not an .xlsx workbook ({exc})") from None
     return reader.wb
 
@@ -79,7 +84,7 @@ def _sheet_values(worksheet: Any) -> Iterator[tuple[int, list[Any]]]:
             elif element.tag == ROW_TAG:
                 number, cells = parser.parse_row(element)
                 parser.row_dimensions.clear()
-                values: list[Any] = [None] * (cells[-1]["column"] if cells else 0)
+                values: list[Any] = [None] * max((cell["column"] for cell in cells), default=0)
                 for cell in cells:
                     values[cell["column"] - 1] = cell["value"]
                 yield number, values

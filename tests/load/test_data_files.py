@@ -386,6 +386,21 @@ def test_a_file_that_is_not_a_workbook(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.startswith("people.xlsx: not an .xlsx workbook")
 
 
+def test_a_damaged_workbook_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_xlsx(tmp_path / "people.xlsx", {"People": [["email"], ["a@example.org"]]})
+    with zipfile.ZipFile(path) as source:
+        parts = {name: source.read(name) for name in source.namelist()}
+    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"][:-40]  # cut short
+    with zipfile.ZipFile(path, "w") as target:
+        for name, data in parts.items():
+            target.writestr(name, data)
+    job(tmp_path, "people.xlsx")
+    code, _, err = cli(capsys, "validate", "job.yaml")
+    assert code == 2
+    assert err.startswith("people.xlsx: cannot read this workbook (ParseError: ")
+    assert err.count("\n") == 1
+
+
 def test_openpyxl_and_charset_normalizer_load_only_when_needed(tmp_path: Path) -> None:
     write_csv(tmp_path / "people.csv", [["email", "name"], ["a@example.org", "Ann"]])
     job(tmp_path, "people.csv", body="{{ name }}\n")
