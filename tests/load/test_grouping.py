@@ -6,9 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from smtpserver import SmtpServerFactory
 from support import PDF, cli, make_job, parse, run_cli, write_files
 from tables import write_csv, write_xlsx
+
+from batchmail.errors import Problem
+from batchmail.load.grouping import grouped
+from batchmail.load.rows import Row
+from batchmail.load.settings import Grouping
 
 INVOICES = [
     ["email", "name", "invoice", "amount"],
@@ -140,3 +147,45 @@ def test_a_row_without_the_field_names_the_row(
     code, out, err = cli(capsys, "validate", job(tmp_path, 25, group_by="account"))
     assert (code, out) == (2, "")
     assert err == "invoices.csv:2: group_by: this row has no 'account' to group by\n"
+
+
+# --- any rows ---------------------------------------------------------------------------------
+
+PEOPLE = ["ann@example.org", "bob@example.org", "zoë@bücher.example", "ops@example.org"]
+
+
+def spelled(address: str, upper: bool, ace: bool) -> str:
+    """The same address as people write it: in another case, an IDN domain in A-labels."""
+    local, _, domain = address.partition("@")
+    if ace:
+        domain = domain.encode("idna").decode("ascii")
+    text = f"{local}@{domain}"
+    return text.upper() if upper else text
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(range(len(PEOPLE))), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_grouping_keeps_every_row_in_file_order_under_its_person(
+    picks: list[tuple[int, bool, bool]],
+) -> None:
+    rows = [
+        Row({"email": spelled(PEOPLE[who], upper, ace), "n": n}, f"f.csv:{n}")
+        for n, (who, upper, ace) in enumerate(picks)
+    ]
+    problems: list[Problem] = []
+    found = list(grouped(rows, Grouping("email", "job.yaml:3"), problems))
+    assert problems == []
+    order = list(dict.fromkeys(who for who, _, _ in picks))  # first appearances
+    assert [[r["n"] for r in group.fields["rows"]] for group in found] == [
+        [n for n, (who, _, _) in enumerate(picks) if who == person] for person in order
+    ]
+    for group in found:
+        first = group.fields["rows"][0]
+        assert group.fields["email"] == first["email"]
+        assert group.origin == f"f.csv:{first['n']}"
