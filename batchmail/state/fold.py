@@ -7,7 +7,7 @@ with APPLY, one update per recipient a log touches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,23 @@ from batchmail.state.states import DeliveryState
 
 BEGIN, FINISH, COPIES = "begin", "finish", "copies"
 # A recipient's records in one log are applied as one update: the attempts they began, and
-# the last state, reply, refused copies and time (begin and finish records alike make the state
-# and time; a copies record, of a retry to the copies alone, only the copies and the time).
+# the last state, reply and time (begin and finish records alike make the state and time).
 APPLY = (
+    "UPDATE deliveries SET state = ?1, attempts = attempts + ?2, "
+    "code = CASE WHEN ?3 THEN ?4 ELSE code END, "
+    "response = CASE WHEN ?3 THEN ?5 ELSE response END, "
+    "invocation = ?6, updated = ?7, sent_at = coalesce(?8, sent_at) "
+    "WHERE run_id = ?9 AND seq = ?10"
+)
+# The same, for a recipient whose records also list refused copies: a finish record's, or a
+# copies record's, of a retry to the copies alone, which makes only the copies and the time. A
+# message without copies is applied by APPLY, with none of this work.
+APPLY_WITH_COPIES = (
     "UPDATE deliveries SET state = coalesce(?1, state), attempts = attempts + ?2, "
     "code = CASE WHEN ?3 THEN ?4 ELSE code END, "
     "response = CASE WHEN ?3 THEN ?5 ELSE response END, "
     "invocation = coalesce(?6, invocation), updated = ?7, sent_at = coalesce(?8, sent_at), "
-    "refused = CASE WHEN ?11 THEN ?12 ELSE refused END, "
-    "waiting = CASE WHEN ?11 THEN ?13 ELSE waiting END "
+    "refused = ?11, waiting = ?12 "
     "WHERE run_id = ?9 AND seq = ?10"
 )
 # A refused copy in a record: [email, code, response].
@@ -40,7 +48,8 @@ def copy_records(refused: Iterable[RefusedCopy]) -> list[CopyRecord]:
 
 
 class Change(Struct):
-    """What a log's records do to one recipient, as the parameters of APPLY."""
+    """What a log's records do to one recipient, as the parameters of APPLY (or of
+    APPLY_WITH_COPIES)."""
 
     run_id: str
     seq: int
@@ -52,7 +61,7 @@ class Change(Struct):
     invocation: int | None = None  # unchanged
     when: float = 0.0
     sent_at: float | None = None
-    copies_known: bool = False  # a finish or copies record said which copies were refused
+    copies_known: bool = False  # a record listed refused copies
     refused: list[CopyRecord] | None = None
 
     def apply(self, invocation: int, when: float, reply: tuple[str, int, str] | None) -> None:
@@ -66,13 +75,12 @@ class Change(Struct):
         if self.state == DeliveryState.SENT:
             self.sent_at = when
 
-    def copies(self, when: float, refused: list[CopyRecord] | None) -> None:
-        """The copies refused, as a finish or a copies record lists them (None: none)."""
+    def copies(self, when: float, refused: list[CopyRecord]) -> None:
+        """The copies refused, as a finish or a copies record lists them."""
         self.when, self.copies_known, self.refused = when, True, refused
 
     def parameters(self) -> tuple[Any, ...]:
-        refused, waiting = _column(self.refused) if self.refused else (None, None)
-        return (
+        applied = (
             self.state,
             self.began,
             self.replied,
@@ -83,10 +91,10 @@ class Change(Struct):
             self.sent_at,
             self.run_id,
             self.seq,
-            self.copies_known,
-            refused,
-            waiting,
         )
+        if not self.copies_known:
+            return applied
+        return (*applied, *(_column(self.refused) if self.refused else (None, None)))
 
 
 def _column(records: list[CopyRecord]) -> tuple[str, int | None]:
@@ -95,11 +103,14 @@ def _column(records: list[CopyRecord]) -> tuple[str, int | None]:
     return msgspec.json.encode(refused).decode(), sum(c.waiting for c in refused) or None
 
 
-def changes_of(records: Iterable[list[Any]], path: Path) -> Iterator[tuple[Any, ...]]:
-    """The parameters of APPLY for each recipient a log's records touch, in order."""
+def changes_of(
+    records: Iterable[list[Any]], path: Path
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The parameters of APPLY, then those of APPLY_WITH_COPIES, for each recipient a log's
+    records touch: one update each."""
     changes: dict[tuple[str, int], Change] = {}
     for record in records:
-        refused = None
+        refused: list[CopyRecord] | None = None
         match record:
             case [kind, run_id, seq, invocation, when] if kind == BEGIN:
                 reply = None
@@ -120,6 +131,7 @@ def changes_of(records: Iterable[list[Any]], path: Path) -> Iterator[tuple[Any, 
             change = changes[run_id, seq] = Change(run_id, seq)
         if kind != COPIES:
             change.apply(invocation, when, reply)
-        if kind != BEGIN:
+        if refused is not None:
             change.copies(when, refused)
-    return (change.parameters() for change in changes.values())
+    plain = [c.parameters() for c in changes.values() if not c.copies_known]
+    return plain, [c.parameters() for c in changes.values() if c.copies_known]

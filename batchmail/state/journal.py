@@ -23,7 +23,15 @@ import msgspec
 from batchmail.build.run_id import new_run_id
 from batchmail.errors import StateError
 from batchmail.state.database import Database
-from batchmail.state.fold import APPLY, BEGIN, COPIES, FINISH, changes_of, copy_records
+from batchmail.state.fold import (
+    APPLY,
+    APPLY_WITH_COPIES,
+    BEGIN,
+    COPIES,
+    FINISH,
+    changes_of,
+    copy_records,
+)
 from batchmail.state.record_log import RecordLog, logs_with_prefix, read_records
 from batchmail.state.records import Delivery, RefusedCopy, Run, Staged
 from batchmail.state.states import DeliveryState, RunStatus
@@ -248,8 +256,10 @@ class Journal(Database):
         twice."""
         with self._write() as db:
             if not db.execute("SELECT 1 FROM folded_logs WHERE name = ?", (path.name,)).fetchone():
-                changes = changes_of(read_records(path) if records is None else records, path)
-                db.executemany(APPLY, changes)
+                read = read_records(path) if records is None else records
+                plain, with_copies = changes_of(read, path)
+                db.executemany(APPLY, plain)
+                db.executemany(APPLY_WITH_COPIES, with_copies)
                 db.execute("INSERT INTO folded_logs VALUES (?)", (path.name,))
         try:
             path.unlink()
