@@ -20,6 +20,7 @@ from batchmail.feedback.notifications import one_line
 IMAPS_PORT = 993
 IMAP_TIMEOUT = 30.0
 _FETCHED_UID = re.compile(rb"UID (\d+)")
+_NUMBERS = re.compile(r"(\d+)")
 
 
 class Stored(Struct, frozen=True):
@@ -71,12 +72,19 @@ def mbox_messages(path: Path) -> Iterator[Stored]:
 def _stored(box: mailbox.Mailbox[mailbox.Message], where: object) -> Iterator[Stored]:
     def messages() -> Iterator[Stored]:
         try:
-            for key in sorted(box.iterkeys(), key=str):
+            for key in sorted(box.iterkeys(), key=arrival_order):
                 yield Stored(where(key), box.get_bytes(key))  # type: ignore[operator]
         finally:
             box.close()
 
     return messages()
+
+
+def arrival_order(key: object) -> list[int | str]:
+    """A message's key as its numbers and the text between them: mbox keys are numbers, and
+    Maildir names (SECONDS.M<microseconds>P<pid>Q<count>.HOST, as MDAs write them) do not pad
+    their numbers, so neither sorts in the order the messages arrived as text."""
+    return [int(part) if part.isdigit() else part for part in _NUMBERS.split(str(key))]
 
 
 def imap_url(source: str) -> ImapUrl:

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from smtpserver import SmtpServerFactory
 from support import cli, make_job
 
+from batchmail.feedback.mailboxes import maildir_messages, mbox_messages
+
 SUPPRESSED = "suppressed.txt"
 LISTED = "# nobody yet\n"
 
@@ -189,3 +191,24 @@ def test_random_bytes_and_unicode_headers_in_a_maildir_or_mbox_never_crash_bounc
         assert all(line.startswith("not matched: ") for line in lines[:-1])
         assert len(lines) == len(messages) + 1
     assert (job.parent / SUPPRESSED).read_text() == LISTED
+
+
+def test_messages_are_read_in_the_order_they_arrived(tmp_path: Path) -> None:
+    """Maildir names count microseconds without padding and mbox keys are numbers: neither
+    sorts as text."""
+    folder = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (folder / sub).mkdir(parents=True)
+    names = ["100.M99P1Q1.host", "100.M100000P1Q2.host", "101.M5P1Q3.host"]
+    for index, name in enumerate(names):
+        (folder / "new" / name).write_bytes(f"Subject: {index}\n\nbody\n".encode())
+    box = mailbox.mbox(tmp_path / "mbox")
+    for index in range(12):
+        box.add(f"Subject: {index}\n\nbody\n".encode())
+    box.close()
+
+    maildir_order = [m.data.split(b"\n")[0] for m in maildir_messages(folder)]
+    mbox_order = [m.data.split(b"\n")[0] for m in mbox_messages(tmp_path / "mbox")]
+
+    assert maildir_order == [f"Subject: {i}".encode() for i in range(3)]
+    assert mbox_order == [f"Subject: {i}".encode() for i in range(12)]
