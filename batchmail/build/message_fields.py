@@ -32,13 +32,14 @@ class RenderedFields(Struct, frozen=True):
 def copies_of(
     recipient: Mailbox, cc: Sequence[Mailbox], bcc: Sequence[Mailbox]
 ) -> tuple[Mailbox, ...]:
-    """The envelope's further recipients: cc, then bcc, each address once, and never the
-    primary recipient (who would get the message twice)."""
-    seen = {recipient.key}
+    """The envelope's further recipients: cc, then bcc, each person once (compared as the
+    recipients' de-duplication compares them), and never the primary recipient, who would get
+    the message twice."""
+    seen = {recipient.person_key}
     copies = []
     for box in (*cc, *bcc):
-        if box.key not in seen:
-            seen.add(box.key)
+        if box.person_key not in seen:
+            seen.add(box.person_key)
             copies.append(box)
     return tuple(copies)
 

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from support import cli, line_of, make_job, parse
 
 from batchmail import api
+from batchmail.build.message_fields import copies_of
 from batchmail.errors import InvalidJobError
+from batchmail.load.addresses import parse_mailbox
 from batchmail.transport.contract import Envelope, Outcome, OutcomeState, Route
 
 PEOPLE = [
@@ -245,3 +247,15 @@ def test_what_validate_accepts_the_dry_run_builds_and_parses_back(
 
 def _decoded(raw: str) -> str:
     return str(make_header(decode_header(raw)))
+
+
+def test_a_copy_differing_only_in_case_is_the_same_person() -> None:
+    """The recipients' de-duplication and the suppression lists count `Ann@` and `ann@` as one
+    person: so do the copies, so that nobody gets the message twice in one transaction."""
+    ann = parse_mailbox("ann@example.com")
+    cc = [parse_mailbox("Ann <ANN@Example.com>"), parse_mailbox("Mia@example.com")]
+    bcc = [parse_mailbox("mia@EXAMPLE.com"), parse_mailbox("archive@example.com")]
+
+    copies = copies_of(ann, cc, bcc)
+
+    assert [box.envelope_address for box in copies] == ["Mia@example.com", "archive@example.com"]
