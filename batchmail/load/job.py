@@ -16,6 +16,7 @@ from batchmail.errors import InvalidJobError, Problem, invalid
 from batchmail.load.addresses import AddressError, Mailbox, parse_mailbox
 from batchmail.load.data_options import data_file_options
 from batchmail.load.message_fields import is_template, message_fields, suppress_files
+from batchmail.load.providers import with_provider
 from batchmail.load.schema import schema_problems
 from batchmail.load.settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -291,7 +292,8 @@ def _attachment(item: str | dict[str, Any], where: str) -> AttachmentSpec:
     return AttachmentSpec(item["path"], where, item.get("content_type"), item.get("required", True))
 
 
-def _smtp_settings(smtp: dict[str, Any], base_dir: Path, doc: Located) -> SmtpSettings:
+def _smtp_settings(given: dict[str, Any], base_dir: Path, doc: Located) -> SmtpSettings:
+    smtp = with_provider(given, doc)
     security = smtp.get("security", "starttls")
     settings = SmtpSettings(
         host=smtp["host"],
