@@ -215,3 +215,11 @@ def bounces(path: Path, source: str, options: BounceOptions) -> BounceSummary:
     job = load_job(path, options.environ)
     state_dir = default_state_dir(job, options.state_dir, options.environ)
     return read_bounces(job, source, state_dir, options)
+
+
+def init_job(folder: Path) -> list[Path]:
+    """Write a runnable example job (job file, templates, CSV, .gitignore) into `folder`;
+    nothing when any of its files exists there already (InvalidJobError naming it)."""
+    from batchmail.outputs.starter import write_starter  # noqa: PLC0415 - only this command's
+
+    return write_starter(folder)

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bounces.set_defaults(func=cmd_bounces)
 
+    init = commands.add_parser("init", help="write a runnable example job into DIR")
+    init.add_argument("folder", type=Path, nargs="?", default=Path(), metavar="DIR")
+    init.set_defaults(func=cmd_init)
+
     mcp = commands.add_parser("mcp", help="serve batchmail to LLM agents over MCP (stdio)")
     mcp.set_defaults(func=cmd_mcp)
 
@@ -169,6 +173,17 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     )
     summary = bounces(args.job, args.source, options)
     print(summary.line())
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from batchmail.api import init_job  # noqa: PLC0415 - see the imports
+
+    written = init_job(args.folder)
+    for path in written:
+        print(f"wrote {display_path(path.absolute())}")
+    job = display_path((args.folder / "job.yaml").absolute())
+    print(f"next: edit it, then batchmail validate {job} and batchmail run {job} --dry-run")
     return EXIT_OK
 
 
