@@ -67,24 +67,38 @@ class SmtpTransport:
             self.conn = self._connect()
         except ConnectFailure:
             raise
-        except smtplib.SMTPAuthenticationError as exc:
-            raise ConnectFailure(f"{self.peer}: authentication failed: {_reply(exc)}") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise ConnectFailure(
-                f"{self.peer}: TLS certificate not trusted ({exc.verify_message}); "
-                "trust a private CA with smtp.ca_file or SSL_CERT_FILE"
-            ) from None
-        except smtplib.SMTPConnectError as exc:
-            raise ConnectFailure(
-                f"{self.peer}: the server refused the session: {_reply(exc)}"
-            ) from None
-        except smtplib.SMTPResponseException as exc:
-            raise ConnectFailure(f"{self.peer}: {_reply(exc)}") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise ConnectFailure(f"{self.peer}: cannot connect: {_describe(exc)}") from None
+            raise self.failure(exc) from None
         self.sent_on_conn = 0
 
+    def failure(self, exc: OSError | smtplib.SMTPException) -> ConnectFailure:
+        """What a failed connect, TLS handshake or AUTH means, in one line."""
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return ConnectFailure(f"{self.peer}: authentication failed: {_reply(exc)}")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return ConnectFailure(
+                f"{self.peer}: TLS certificate not trusted ({exc.verify_message}); "
+                "trust a private CA with smtp.ca_file or SSL_CERT_FILE"
+            )
+        if isinstance(exc, smtplib.SMTPConnectError):
+            return ConnectFailure(f"{self.peer}: the server refused the session: {_reply(exc)}")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return ConnectFailure(f"{self.peer}: {_reply(exc)}")
+        return ConnectFailure(f"{self.peer}: cannot connect: {_describe(exc)}")
+
     def _connect(self) -> smtplib.SMTP:
+        conn = self.greet()
+        try:
+            if self.settings.security == "starttls":
+                self.starttls(conn)
+            self.login(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def greet(self) -> smtplib.SMTP:
+        """A new session, greeted with EHLO (in TLS from the start with `security: tls`)."""
         s = self.settings
         if s.security == "tls":
             conn: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -94,20 +108,22 @@ class SmtpTransport:
             conn = smtplib.SMTP(s.host, s.port, local_hostname=s.helo, timeout=s.timeout)
         try:
             conn.ehlo()
-            if s.security == "starttls":
-                self._starttls(conn)
-            if self.credentials is not None:
-                if not conn.has_extn("auth"):
-                    raise ConnectFailure(
-                        f"{self.peer}: the server offers no AUTH, and the job gives credentials"
-                    )
-                self.credentials.authenticate(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _starttls(self, conn: smtplib.SMTP) -> None:
+    def login(self, conn: smtplib.SMTP) -> None:
+        """AUTH with the job's credentials; nothing when it gives none."""
+        if self.credentials is None:
+            return
+        if not conn.has_extn("auth"):
+            raise ConnectFailure(
+                f"{self.peer}: the server offers no AUTH, and the job gives credentials"
+            )
+        self.credentials.authenticate(conn)
+
+    def starttls(self, conn: smtplib.SMTP) -> None:
         # RFC 3207: a client that requires TLS must not fall back to plaintext when it is not
         # offered; a man in the middle strips STARTTLS from EHLO exactly to cause that.
         if not conn.has_extn("starttls"):
