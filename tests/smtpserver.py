@@ -66,6 +66,8 @@ class Script:
     advertise_starttls: bool = True
     smtputf8: bool = True
     pipelining: bool = True
+    auth_reply: str | None = None  # refuse every AUTH with this reply (a provider's words)
+    size: int | None = None  # the SIZE the EHLO reply announces (RFC 1870); None: aiosmtpd's
     # Called on the server's loop just after the 2xx reply to DATA has been written, e.g. to
     # kill the client in the window between the server's acceptance and the client's record.
     after_accept: Callable[[Received], None] | None = None
@@ -398,6 +400,10 @@ class _Handler:
         lines = [line[4:] for line in responses]
         features = [f for f in lines[1:] if f.split()[0].upper() not in self._hidden(script)]
         features += [name for name, on in _optional_extensions(script) if on]
+        if script.size is not None:
+            features = [
+                f"SIZE {script.size}" if f.upper().startswith("SIZE") else f for f in features
+            ]
         texts = [lines[0], *features]
         return [f"250-{text}" for text in texts[:-1]] + [f"250 {texts[-1]}"]
 
@@ -470,6 +476,9 @@ class _Handler:
         login = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
         self.owner.auth_attempts.append(login)
+        refusal = self.owner.script.auth_reply
+        if refusal is not None:
+            return AuthResult(success=False, handled=False, message=refusal)
         if self.owner.auth is not None and (login, password) == self.owner.auth:
             return AuthResult(success=True, auth_data=login)
         return AuthResult(success=False, handled=False)
