@@ -37,6 +37,7 @@ from batchmail.transport.contract import Transport
 
 if TYPE_CHECKING:
     from batchmail.feedback.bounces import BounceSummary
+    from batchmail.transport.probe import Check
 
 
 def _ignore(_: object) -> None:
@@ -223,3 +224,13 @@ def init_job(folder: Path) -> list[Path]:
     from batchmail.outputs.starter import write_starter  # noqa: PLC0415 - only this command's
 
     return write_starter(folder)
+
+
+def check_job(
+    path: Path, environ: Mapping[str, str] = os.environ, warn: Warn = _ignore
+) -> list[Check]:
+    """Validate the job, then connect to its server as a run would (TLS, AUTH) and QUIT before
+    any MAIL: each check ok / warn / fail. DNS checks (SPF, DMARC, DKIM key): not yet."""
+    from batchmail.send.preflight import check_job as probe_job  # noqa: PLC0415 - only this command's
+
+    return probe_job(path, environ, warn)

@@ -98,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_validate)
 
+    probe = commands.add_parser(
+        "check",
+        help="validate, then connect as a run would (TLS, login, extensions) and send nothing",
+        description="Validate the job, connect to its SMTP server as a run would, check the "
+        "connection, TLS, login and the server's extensions against the job, and QUIT before "
+        "any message. DNS checks (SPF, DMARC, DKIM key): not yet. Exit 0: nothing failed; "
+        "3: connection, TLS or login failed; 1: another check failed; 2: the job is invalid.",
+    )
+    probe.add_argument("job", type=Path, metavar="JOB")
+    probe.add_argument("--json", action="store_true", help="print the checks as a JSON list")
+    probe.set_defaults(func=cmd_check)
+
     bounces = commands.add_parser(
         "bounces",
         help="read bounces and abuse reports; suppress the recipients they name",
@@ -161,6 +173,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     filtered = f" ({result.filtered} rows filtered out by where)" if result.filtered else ""
     print(f"{display_path(job.path)}: valid: {result.count} messages{suppressed}{filtered}")
     return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    start_schema_check(args.job)
+    from batchmail.api import check_job  # noqa: PLC0415 - see the imports
+    from batchmail.outputs.checks import check_json, check_lines  # noqa: PLC0415
+    from batchmail.transport.probe import exit_code  # noqa: PLC0415
+
+    checks = check_job(args.job, os.environ, warn)
+    print(check_json(checks) if args.json else check_lines(checks), end="")
+    return exit_code(checks)
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
