@@ -223,6 +223,22 @@ def test_a_non_ascii_address_without_smtputf8_fails(
     assert _statuses(result.out)["smtputf8"] == "fail"
 
 
+def test_a_non_ascii_cc_without_smtputf8_fails(
+    tmp_path: Path,
+    smtp_server: SmtpServerFactory,
+    ca_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A run sends to the copies in the same envelope: they need SMTPUTF8 as the recipient does."""
+    server = smtp_server("starttls", auth=("mailer", PASSWORD), script=Script(smtputf8=False))
+    job = _job(tmp_path, server.port, "starttls", ca_file)
+    job.write_text(job.read_text(encoding="utf-8") + "cc: jörg@example.com\n", encoding="utf-8")
+    result = run_cli(capsys, "check", job)
+
+    assert result.code == 1
+    assert _statuses(result.out)["smtputf8"] == "fail"
+
+
 def test_an_invalid_job_is_exit_2_and_nothing_connects(
     tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
