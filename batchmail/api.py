@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from msgspec import Struct, field, structs
+from msgspec import structs
 
 from batchmail.build.compose import Built, Composer, Validation, validate
 from batchmail.errors import InvalidJobError, invalid
@@ -25,56 +24,20 @@ from batchmail.send.invocation import Invocation, open_journal
 from batchmail.send.job_preview import JobPreview as JobPreview  # noqa: PLC0414 - the face's types
 from batchmail.send.job_preview import Screen, preview_job
 from batchmail.send.job_preview import ShownMessage as ShownMessage  # noqa: PLC0414 - the face's types
-from batchmail.send.runner import Event
+from batchmail.send.run_options import RunOptions as RunOptions  # noqa: PLC0414 - the face's types
+from batchmail.send.run_options import RunResult as RunResult  # noqa: PLC0414 - the face's types
+from batchmail.send.run_options import ignore as _ignore
 from batchmail.send.single import Attached as Attached  # noqa: PLC0414 - the face's types
 from batchmail.send.single import FileToAttach as FileToAttach  # noqa: PLC0414 - the face's types
 from batchmail.send.single import OneMessage as OneMessage  # noqa: PLC0414 - the face's types
 from batchmail.send.single import SentOne as SentOne  # noqa: PLC0414 - the face's types
 from batchmail.send.single import send_one as send_single
 from batchmail.send.targets import Target, default_state_dir, preview_target, sending_target
-from batchmail.state.states import RunStatus
 from batchmail.transport.contract import Transport
 
 if TYPE_CHECKING:
     from batchmail.feedback.bounces import BounceSummary
     from batchmail.transport.probe import Check
-
-
-def _ignore(_: object) -> None:
-    return None
-
-
-class RunOptions(Struct):
-    dry_run: bool = False
-    out: Path | None = None  # dry run: where previews go (default: preview/ beside the job)
-    report: Path | None = None
-    new_run: bool = False
-    state_dir: Path | None = None
-    skip_unknown: bool = False
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    stop: threading.Event = field(default_factory=threading.Event)  # set it to interrupt
-    on_event: Callable[[Event], None] = _ignore  # from this process and the sending ones
-    on_start: Callable[[int, Job, str], None] = lambda to_send, job, run_id: None
-    warn: Warn = _ignore
-    expect_count: int | None = None  # refuse the job unless it has exactly this many recipients
-    junit: Path | None = None
-    failed_csv: Path | None = None
-    step_summary: Path | None = None  # GitHub Actions' $GITHUB_STEP_SUMMARY
-    processes: int | None = None  # sending processes; None: one per core when nothing paces
-    expected_digest: str | None = None  # refuse unless the inputs are exactly these
-    # Instead of the job's SMTP server, and in this process: `lambda: MemoryTransport(outbox)`.
-    transports: Callable[[], Transport] | None = None
-
-
-class RunResult(Struct, frozen=True):
-    job: str
-    run_id: str
-    status: RunStatus
-    exit_code: int
-    summary: dict[str, int]
-    report: Path
-    message: str | None  # why the run stopped early, if it did
-    out: Path | None  # the dry run's previews
 
 
 def validate_job(
