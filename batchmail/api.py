@@ -190,10 +190,14 @@ def init_job(folder: Path) -> list[Path]:
 
 
 def check_job(
-    path: Path, environ: Mapping[str, str] = os.environ, warn: Warn = _ignore
+    path: Path,
+    environ: Mapping[str, str] = os.environ,
+    warn: Warn = _ignore,
+    dns: str | None = None,
 ) -> list[Check]:
-    """Validate the job, then connect to its server as a run would (TLS, AUTH) and QUIT before
-    any MAIL: each check ok / warn / fail. DNS checks (SPF, DMARC, DKIM key): not yet."""
+    """Validate the job, connect to its server as a run would (TLS, AUTH) and QUIT before any
+    MAIL, then look up SPF, DMARC and the DKIM key through `dns` (HOST[:PORT]; None: the system
+    resolver): each check ok / warn / fail."""
     from batchmail.send.preflight import check_job as probe_job  # noqa: PLC0415 - only this command's
 
-    return probe_job(path, environ, warn)
+    return probe_job(path, environ, warn, dns)

@@ -100,13 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = commands.add_parser(
         "check",
-        help="validate, then connect as a run would (TLS, login, extensions) and send nothing",
+        help="validate, connect as a run would (TLS, login, extensions), check SPF, DMARC and "
+        "DKIM in DNS; send nothing",
         description="Validate the job, connect to its SMTP server as a run would, check the "
         "connection, TLS, login and the server's extensions against the job, and QUIT before "
-        "any message. DNS checks (SPF, DMARC, DKIM key): not yet. Exit 0: nothing failed; "
-        "3: connection, TLS or login failed; 1: another check failed; 2: the job is invalid.",
+        "any message; then look up the From domain's SPF and DMARC records and the DKIM key "
+        "published for the job's selector. Exit 0: nothing failed; 3: connection, TLS or login "
+        "failed; 1: another check failed; 2: the job is invalid.",
     )
     probe.add_argument("job", type=Path, metavar="JOB")
+    probe.add_argument(
+        "--dns",
+        metavar="HOST[:PORT]",
+        help="the DNS resolver to ask, an IP address (default: the system's; port 53)",
+    )
     probe.add_argument("--json", action="store_true", help="print the checks as a JSON list")
     probe.set_defaults(func=cmd_check)
 
@@ -181,7 +188,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from batchmail.outputs.checks import check_json, check_lines  # noqa: PLC0415
     from batchmail.transport.probe import exit_code  # noqa: PLC0415
 
-    checks = check_job(args.job, os.environ, warn)
+    checks = check_job(args.job, os.environ, warn, args.dns)
     print(check_json(checks) if args.json else check_lines(checks), end="")
     return exit_code(checks)
 

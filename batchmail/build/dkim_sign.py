@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 import dkim
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+from dkim.crypto import UnparsableKeyError, parse_pem_private_key, parse_public_key
 
 from batchmail.errors import invalid
 from batchmail.load.settings import DkimSettings
@@ -91,3 +91,19 @@ class Signer:
 def _field_names(message: bytes) -> set[str]:
     head = message.split(b"\r\n\r\n", 1)[0]
     return {m.group(1).decode("ascii", "replace").lower() for m in _FIELD_NAME.finditer(head)}
+
+
+def public_numbers(private_key: bytes) -> tuple[int, int]:
+    """The public half (modulus, exponent) of a PEM RSA private key that `Signer` accepted."""
+    key = parse_pem_private_key(private_key.replace(b"\r\n", b"\n"))
+    return int(key["modulus"]), int(key["publicExponent"])
+
+
+def published_numbers(der: bytes) -> tuple[int, int]:
+    """The (modulus, exponent) of a DKIM record's decoded `p=` (RFC 6376 3.6.1): an RSA key as
+    SubjectPublicKeyInfo or bare RSAPublicKey; ValueError when it is neither."""
+    try:
+        key = parse_public_key(der)
+        return int(key["modulus"]), int(key["publicExponent"])
+    except (UnparsableKeyError, ValueError, IndexError, TypeError, KeyError) as exc:
+        raise ValueError("not an RSA public key") from exc

@@ -1,5 +1,5 @@
-"""`batchmail check JOB`: validate the job as `validate` does, then probe its SMTP server as a
-run would connect to it, sending no message. DNS checks (SPF, DMARC, DKIM key): not yet."""
+"""`batchmail check JOB`: validate the job as `validate` does, probe its SMTP server as a run
+would connect to it, sending no message, then look up the sender domain's DNS records."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from batchmail.build.compose import Built, Composer, validate
 from batchmail.load.addresses import Mailbox
 from batchmail.load.job import load_job
 from batchmail.load.recipients import Warn
+from batchmail.send.dns_checks import dns_checks
 from batchmail.transport.contract import Route
+from batchmail.transport.dns_lookup import Lookups, resolver_address
 from batchmail.transport.oauth2 import credentials_for
 from batchmail.transport.probe import Check, JobNeeds, probe
 from batchmail.transport.smtp import SmtpTransport
@@ -40,12 +42,17 @@ class _Needs:
         return JobNeeds(self.largest, self.smtputf8, self.eight_bit)
 
 
-def check_job(path: Path, environ: Mapping[str, str], warn: Warn) -> list[Check]:
-    """The checks, each ok / warn / fail; a job error raises InvalidJobError (exit 2)."""
+def check_job(
+    path: Path, environ: Mapping[str, str], warn: Warn, dns: str | None = None
+) -> list[Check]:
+    """The checks, each ok / warn / fail; a job error or a bad `dns` (HOST[:PORT]) raises
+    InvalidJobError (exit 2) before anything is asked. `dns` None: the system resolver."""
+    address = resolver_address(dns) if dns is not None else None
     job = load_job(path, environ)
     needs = _Needs(job.sender)
     validate(Composer(job, warn), needs.add)
     credentials = credentials_for(job.smtp, environ)
     if credentials is not None:
         credentials.prepare()
-    return probe(SmtpTransport(job.smtp, credentials), needs.result())
+    smtp = probe(SmtpTransport(job.smtp, credentials), needs.result())
+    return smtp + dns_checks(job, Lookups(address))
