@@ -326,15 +326,17 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def timed_run(cmd: Sequence[str | Path], cwd: Path, log_file: Path,
-              timeout: float | None = None) -> Measurement:
-    """Run cmd under `/usr/bin/time -v`; stdout is discarded, stderr goes to log_file."""
+              timeout: float | None = None, stdin: Path | None = None) -> Measurement:
+    """Run cmd under `/usr/bin/time -v`; stdout is discarded, stderr goes to log_file, stdin
+    comes from the file `stdin` if given."""
     time_file = log_file.with_suffix(".time")
     full = [str(GNU_TIME), "-v", "-o", str(time_file), *map(str, cmd)]
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("wb") as err:
+    with log_file.open("wb") as err, \
+            (stdin.open("rb") if stdin else contextlib.nullcontext(None)) as source:
         start = time.perf_counter()
-        proc = subprocess.Popen(full, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
-                                start_new_session=True)
+        proc = subprocess.Popen(full, cwd=cwd, stdin=source, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
         # A blocking wait, the timeout kept by a watchdog: Popen.wait(timeout) polls, sleeping
         # up to 50 ms between looks, which would add up to 50 ms to every run's time.
         expired = threading.Event()
