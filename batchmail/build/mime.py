@@ -251,6 +251,22 @@ def _body(content: Content) -> bytes:
 def _text_part(subtype: str, text: str | None) -> bytes | None:
     if text is None:
         return None
+    encoding, body = _encoded_text(text)
+    head = (
+        f"Content-Type: text/{subtype}; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    ).encode("ascii")
+    return head + body.replace(b"\n", CRLF)
+
+
+def encoded_text_size(text: str) -> int:
+    """The bytes a text part's body takes in the message, after its transfer encoding."""
+    _, body = _encoded_text(text)
+    return len(body) + body.count(b"\n")  # each line break goes as CRLF
+
+
+def _encoded_text(text: str) -> tuple[str, bytes]:
+    """A text body's transfer encoding and its body so encoded, with LF line breaks."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n")
     if lines.isascii() and max(map(len, lines.split("\n"))) <= 998:
         encoding, body = "7bit", lines.encode("ascii")
@@ -259,11 +275,7 @@ def _text_part(subtype: str, text: str | None) -> bytes | None:
         body = binascii.b2a_qp(lines.encode("utf-8"), quotetabs=False, istext=True)
     if not body.endswith(b"\n"):
         body += b"\n"
-    head = (
-        f"Content-Type: text/{subtype}; charset=utf-8\r\n"
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
-    ).encode("ascii")
-    return head + body.replace(b"\n", CRLF)
+    return encoding, body
 
 
 def _multipart(subtype: str, parts: Sequence[bytes], root_type: str = "") -> bytes:
