@@ -44,9 +44,11 @@ def validate_job(
     path: Path,
     warn: Warn = _ignore,
     expect_count: int | None = None,
+    strict: bool = False,
 ) -> tuple[Job, Validation]:
-    """Load, render and build every message; raise InvalidJobError listing every problem.
-    Every recipient is rendered, suppressed or not; the result counts the suppressed ones."""
+    """Load, render and build every message; raise InvalidJobError listing every problem (with
+    `strict`, content warnings too). Every recipient is rendered, suppressed or not; the result
+    counts the suppressed ones."""
     job = load_job(path)
     suppression = load_suppression(job)
     suppressed = 0
@@ -55,7 +57,7 @@ def validate_job(
         nonlocal suppressed
         suppressed += suppression.listed(built.recipient.mailbox) is not None
 
-    validation = validate(Composer(job, warn), count_suppressed if suppression else None)
+    validation = validate(Composer(job, warn, strict), count_suppressed if suppression else None)
     validation.suppressed = suppressed
     check_count(job, validation, expect_count)
     return job, validation
@@ -82,7 +84,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
     job = load_job(path, options.environ)
     if options.dry_run:  # sends nothing, so nothing paces it: as fast as an unpaced run
         job = structs.replace(job, rate=RateSettings(connections=job.rate.connections))
-    composer = Composer(job, options.warn)
+    composer = Composer(job, options.warn, options.strict)
     with ExitStack() as stack:
         target = _target(job, options, stack)
         journal = stack.enter_context(open_journal(target.state_dir, job.name))
@@ -116,6 +118,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             journal.clear_staging()
             outputs.write_invalid(exc.lines())
             raise
+        outputs.content = validation.content
         new_run = options.new_run or options.dry_run
         ending = invocation.run(validation, new_run=new_run, on_start=options.on_start)
         summary = full_summary(ending.counts)

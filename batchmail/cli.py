@@ -22,6 +22,8 @@ from batchmail.outputs.progress import Display
 # run and validate import what renders and sends (api and the modules it loads) only after
 # starting the job file's schema check in another process, which then runs meanwhile.
 
+_STRICT_HELP = "content warnings (HTML Gmail clips, images without alt...) are errors: exit 2"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchmail", description="Declarative batch mailer.")
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the recipients not delivered, with a reason column",
     )
     run.add_argument("--log", type=Path, metavar="FILE", help="append one JSON line per event")
+    run.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     run.add_argument(
         "-q",
         "--quiet",
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also fail unless the job has exactly N recipients",
     )
+    check.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     check.set_defaults(func=cmd_validate)
 
     probe = commands.add_parser(
@@ -175,7 +179,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     start_schema_check(args.job)
     from batchmail.api import validate_job  # noqa: PLC0415 - see the imports
 
-    job, result = validate_job(args.job, warn, args.expect_count)
+    job, result = validate_job(args.job, warn, args.expect_count, args.strict)
     suppressed = f", {result.suppressed} of them suppressed" if result.suppressed else ""
     filtered = f" ({result.filtered} rows filtered out by where)" if result.filtered else ""
     print(f"{display_path(job.path)}: valid: {result.count} messages{suppressed}{filtered}")
@@ -247,6 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 on_start=display.start,
                 warn=warn,
                 expect_count=args.expect_count,
+                strict=args.strict,
                 junit=args.junit,
                 failed_csv=args.failed_csv,
                 step_summary=Path(summary_file) if summary_file else None,

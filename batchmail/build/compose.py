@@ -10,6 +10,8 @@ from urllib.parse import quote
 from msgspec import Struct, field
 
 from batchmail.build.attachments import Attachments
+from batchmail.build.content_checks import ContentWarning, check_message
+from batchmail.build.content_verdict import ContentFindings, findings_of, judge
 from batchmail.build.inline_images import InlineImages
 from batchmail.build.message_fields import NO_FIELDS, FieldRenderer, RenderedFields
 from batchmail.build.mime import Content, HeaderValueError, MessageBuilder, Part, date_header
@@ -68,14 +70,16 @@ class Validation(Struct):
     problems: list[Problem] = field(default_factory=list)
     suppressed: int = 0  # recipients in the suppression files (not part of the digest)
     filtered: int = 0  # rows `where` rejected
+    content: ContentFindings = field(default_factory=ContentFindings)
 
 
 class Composer:
     """Everything needed to turn any recipient of a job into a message."""
 
-    def __init__(self, job: Job, warn: Warn):
+    def __init__(self, job: Job, warn: Warn, strict: bool = False):
         self.job = job
         self.warn = warn
+        self.strict = strict  # content warnings are errors
         self.renderer = Renderer(job)
         self.source = RecipientSource(job, self.renderer.row_test())
         self.fields = FieldRenderer(job, self.renderer)
@@ -270,6 +274,7 @@ class PartValidation(Struct):
     warnings: list[str] = field(default_factory=list)
     repeated_rows: set[int] = field(default_factory=set)  # for a second pass elsewhere
     filtered: int = 0
+    content: dict[int, tuple[ContentWarning, ...]] = field(default_factory=dict)  # by seq
 
     def add(self, order: tuple[int, int], problems: Iterable[Problem]) -> None:
         for problem in problems:
@@ -330,6 +335,10 @@ def _validate_one(
         result.add((recipient.seq, 1), exc.problems)
         return
     result.count += 1
+    content = message.content
+    warnings = check_message(recipient.email, recipient.origin, content.text, content.html)
+    if warnings:
+        result.content[recipient.seq] = warnings
     digest = hashlib.sha256(f"{recipient.seq}\0{recipient.email}\0{size}\0".encode())
     digest.update(data)
     if composer.fields.active:  # what the bytes do not show: bcc and the envelope sender
@@ -358,6 +367,8 @@ def merge(composer: Composer, parts: list[PartValidation]) -> Validation:
     if result.problems:
         raise InvalidJobError(result.problems, hidden=hidden)
     _check_count(composer.job, result)
+    result.content = findings_of(composer.job, result.count, (part.content for part in parts))
+    judge(result.content, strict=composer.strict, warn=composer.warn)
     return result
 
 

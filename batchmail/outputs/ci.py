@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
+from batchmail.build.content_checks import ContentWarning
+from batchmail.build.content_verdict import ContentFindings
 from batchmail.errors import StateError
 from batchmail.load.recipients import Recipient
 from batchmail.outputs.report import ReportHead
@@ -22,11 +24,17 @@ _SKIPPED = (DeliveryState.PENDING, DeliveryState.SKIPPED, DeliveryState.SUPPRESS
 
 
 def write_junit(
-    path: Path, job: str, summary: Mapping[str, int], deliveries: Iterable[Delivery]
+    path: Path,
+    job: str,
+    summary: Mapping[str, int],
+    deliveries: Iterable[Delivery],
+    content: ContentFindings | None = None,
 ) -> None:
     """One testcase per recipient: `failure` for a permanent refusal, `error` for a message not
     delivered yet (deferred, unknown), `skipped` for one never tried, delivered earlier or
-    suppressed."""
+    suppressed. Content warnings go to `<system-out>`, which CI viewers show: a message's in
+    its testcase, the job's in the suite."""
+    content = content or ContentFindings()
     failures = summary.get(DeliveryState.FAILED, 0)
     errors = summary.get(DeliveryState.DEFERRED, 0) + summary.get(DeliveryState.UNKNOWN, 0)
     skipped = sum(summary.get(state, 0) for state in _SKIPPED)
@@ -38,11 +46,13 @@ def write_junit(
             f'skipped="{skipped}">\n'
         )
         for delivery in deliveries:
-            out.write(_testcase(job, delivery))
+            out.write(_testcase(job, delivery, content.of(delivery.seq)))
+        if content.job:
+            out.write(f"  <system-out>{escape(_warning_lines(content.job))}</system-out>\n")
         out.write("</testsuite></testsuites>\n")
 
 
-def _testcase(job: str, delivery: Delivery) -> str:
+def _testcase(job: str, delivery: Delivery, warnings: Sequence[ContentWarning] = ()) -> str:
     status = report_status(delivery)
     head = f"  <testcase classname={quoteattr(job)} name={quoteattr(delivery.email)}"
     reply = _reply(delivery)
@@ -55,9 +65,14 @@ def _testcase(job: str, delivery: Delivery) -> str:
         inner = f"<skipped message={quoteattr(_skip_reason(delivery, status))}/>"
     else:
         inner = ""
-    if delivery.refused:  # the message went; its refused copies are said, not failed
-        inner += f"<system-out>{escape(_refused_lines(delivery.refused))}</system-out>"
+    said = _refused_lines(delivery.refused) + _warning_lines(warnings)
+    if said:  # the message went; its refused copies and its warnings are said, not failed
+        inner += f"<system-out>{escape(said)}</system-out>"
     return f"{head}>{inner}</testcase>\n" if inner else head + "/>\n"
+
+
+def _warning_lines(warnings: Iterable[ContentWarning]) -> str:
+    return "".join(f"warning: {w.code}: {w.text}\n" for w in warnings)
 
 
 def _refused_lines(refused: Iterable[RefusedCopy]) -> str:

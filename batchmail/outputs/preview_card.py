@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -17,6 +18,7 @@ from urllib.parse import quote, unquote
 
 from msgspec import Struct, field
 
+from batchmail.build.content_checks import ContentWarning
 from batchmail.build.mime import detect_type
 
 MAX_INLINE_IMAGE = 100_000  # bytes: a larger `cid:` image is listed but not shown
@@ -42,8 +44,9 @@ class Contents(Struct):
     images: dict[str, str] = field(default_factory=dict)  # Content-ID -> data: URL
 
 
-def card(seq: int, path: Path, size: int) -> str:
-    """One message as an `<article>`: headers, attachments, then its HTML and text bodies."""
+def card(seq: int, path: Path, size: int, warnings: Sequence[ContentWarning] = ()) -> str:
+    """One message as an `<article>`: headers, attachments, the content checks' warnings, then
+    its HTML and text bodies."""
     message = read_message(path)
     contents = contents_of(message)
     meta = [
@@ -57,7 +60,8 @@ def card(seq: int, path: Path, size: int) -> str:
     subject = escape(str(message.get("Subject", "")))
     return (
         f'<article class="msg" id="m{seq}">\n<header><h2><span class="seq">#{seq:,}</span>'
-        f'{subject}</h2><dl class="meta">{rows}</dl></header>\n<div class="bodies">'
+        f'{subject}</h2><dl class="meta">{rows}</dl></header>\n{_warnings_panel(warnings)}'
+        '<div class="bodies">'
         f"{_html_section(seq, contents.html)}{_text_section(contents.text)}</div>\n</article>\n"
     )
 
@@ -134,6 +138,15 @@ def _attachment_list(attachments: list[Attachment]) -> str:
             f'<span class="size">{size_html(att.size)}</span>{warn}</li>'
         )
     return f'<ul class="atts">{"".join(items)}</ul>'
+
+
+def _warnings_panel(warnings: Sequence[ContentWarning]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(
+        f'<li><code class="code">{escape(w.code)}</code> {escape(w.text)}</li>' for w in warnings
+    )
+    return f'<section class="checks" aria-label="content warnings"><ul>{items}</ul></section>\n'
 
 
 def _html_section(seq: int, body: str | None) -> str:

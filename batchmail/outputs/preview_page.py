@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from html import escape
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import IO
 
 from msgspec import Struct, field
 
+from batchmail.build.content_checks import ContentWarning
 from batchmail.errors import StateError
 from batchmail.outputs.preview_card import card, size_html
 
@@ -94,6 +95,11 @@ pre { margin: 0; padding: 12px 18px; max-height: 320px; overflow: auto; white-sp
   overflow-wrap: anywhere; font: 13px/1.5 ui-monospace, "DejaVu Sans Mono", monospace; }
 .none { padding: 12px 18px; color: var(--muted); font-style: italic; }
 footer { padding: 0 32px 32px; color: var(--muted); font-size: 13px; }
+.checks { padding: 8px 18px; background: #fff7e0; border-bottom: 1px solid #f0d58a; }
+.checks ul { margin: 0; padding-left: 18px; }
+.checks .code { font-size: 12px; color: #8a5a00; }
+.job-checks { margin: 16px 32px 0; border: 1px solid #f0d58a; border-radius: 8px; }
+.job-checks h2 { margin: 0 0 4px; font-size: 15px; }
 """
 
 
@@ -104,6 +110,8 @@ class Totals(Struct):
     count: int = 0
     shown: int = 0
     size: int = 0
+    warned: int = 0  # messages with content warnings
+    checks: Sequence[str] = ()  # the content checks' lines, one per kind
     bounds: list[int] = field(default_factory=lambda: [0])
 
     @property
@@ -124,16 +132,21 @@ def write_index(
     *,
     limit: int = MAX_MESSAGES,
     page_size: int = PAGE_SIZE,
+    warnings_of: Callable[[Path], Sequence[ContentWarning]] = lambda path: (),
+    checks: Sequence[str] = (),
 ) -> Path:
     """Write `out_dir/index.html` (and `index-2.html`, ... when the shown messages fill more
-    than one page) for the `.eml` files `messages`, in order; return the first page's path."""
+    than one page) for the `.eml` files `messages`, in order; return the first page's path.
+    `warnings_of`: a message's content warnings, asked as each comes; `checks`: the summary of
+    them all, one line per kind."""
     if limit < 0 or page_size < 1:
         raise ValueError(f"limit {limit}, page_size {page_size}: need limit >= 0, page_size >= 1")
     target = out_dir / page_name(1)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir) as cards:
-            totals = _write_cards(cards, messages, limit, page_size)
+            totals = _write_cards(cards, messages, limit, page_size, warnings_of)
+            totals.checks = checks
             for page in range(1, totals.pages + 1):
                 with _replacing(out_dir / page_name(page)) as out:
                     _write_page(out, job_name, totals, page, cards)
@@ -150,15 +163,23 @@ def page_name(page: int) -> str:
     return INDEX_NAME if page == 1 else f"index-{page}.html"
 
 
-def _write_cards(out: IO[bytes], messages: Iterable[Path], limit: int, page_size: int) -> Totals:
+def _write_cards(
+    out: IO[bytes],
+    messages: Iterable[Path],
+    limit: int,
+    page_size: int,
+    warnings_of: Callable[[Path], Sequence[ContentWarning]],
+) -> Totals:
     totals = Totals()
     for path in messages:
         size = path.stat().st_size
+        warnings = warnings_of(path)
         totals.count += 1
         totals.size += size
+        totals.warned += bool(warnings)
         if totals.shown < limit:
             totals.shown += 1
-            out.write(card(totals.count, path, size).encode())
+            out.write(card(totals.count, path, size, warnings).encode())
             if totals.shown % page_size == 0:
                 totals.bounds.append(out.tell())
     if totals.shown % page_size:
@@ -216,7 +237,8 @@ def page_head(job_name: str, totals: Totals, page: int) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{name}: batchmail preview{where}</title>\n<style>{_STYLE}</style>\n</head>\n"
         f'<body>\n<header class="summary">\n<h1>{name}<span class="kind">dry-run preview</span>'
-        f"</h1>\n{_stats(totals)}</header>\n{_cap_note(totals)}{_nav(totals, page)}<main>\n"
+        f"</h1>\n{_stats(totals)}</header>\n{_checks(totals)}{_cap_note(totals)}"
+        f"{_nav(totals, page)}<main>\n"
     )
 
 
@@ -225,10 +247,22 @@ def _stats(totals: Totals) -> str:
         ("Messages", f"{totals.count:,}"),
         ("Total size", size_html(totals.size)),
         ("Previewed", f"{totals.shown:,}"),
+        ("With warnings", f"{totals.warned:,}"),
         ("Report", '<a href="report.json">report.json</a>'),
     ]
     cells = "".join(f"<div><dt>{label}</dt><dd>{value}</dd></div>" for label, value in items)
     return f'<dl class="stats">{cells}</dl>\n'
+
+
+def _checks(totals: Totals) -> str:
+    """The content checks' summary: one line per kind of warning, or that there was none."""
+    if not totals.checks:
+        return ""
+    items = "".join(f"<li>{escape(line)}</li>" for line in totals.checks)
+    return (
+        '<section class="checks job-checks" aria-label="content checks">'
+        f"<h2>Content checks</h2><ul>{items}</ul></section>\n"
+    )
 
 
 def _nav(totals: Totals, page: int) -> str:

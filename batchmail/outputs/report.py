@@ -28,6 +28,7 @@ class ReportHead(Struct):
     run_id: str | None = None
     message: str | None = None
     errors: list[str] = field(default_factory=list)
+    warnings: dict[str, Any] | None = None  # the content checks' count, by code, and the job's
 
 
 def full_summary(counts: Mapping[str, int]) -> dict[str, int]:
@@ -67,6 +68,8 @@ def write_report(
         }
         if head.errors:
             fields["errors"] = head.errors
+        if head.warnings is not None:
+            fields["warnings"] = head.warnings
         out.write(msgspec.json.encode(fields)[:-1] + b',"recipients":[')
         for index, entry in enumerate(entries):
             out.write((b"\n  " if index == 0 else b",\n  ") + msgspec.json.encode(entry))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from msgspec import Struct
+from msgspec import Struct, field
 
 from batchmail.build.compose import Composer
+from batchmail.build.content_checks import ContentWarning
+from batchmail.build.content_verdict import ContentFindings
 from batchmail.outputs.report import ReportHead, full_summary, recipient_entry, write_report
 from batchmail.state.journal import Journal
 from batchmail.state.records import Run, report_status
@@ -28,6 +31,7 @@ class RunOutputs(Struct):
     junit: Path | None = None
     failed_csv: Path | None = None
     step_summary: Path | None = None  # GitHub Actions' $GITHUB_STEP_SUMMARY
+    content: ContentFindings = field(default_factory=ContentFindings)  # the content checks'
 
     def write_invalid(self, errors: list[str]) -> None:
         now = time.time()
@@ -50,15 +54,27 @@ class RunOutputs(Struct):
         if self.out is not None:
             from batchmail.outputs.preview_page import write_index  # noqa: PLC0415 - email.parser and html: dry runs only
 
-            write_index(self.out, self.job, self._previews(journal, run))
+            current: dict[Path, tuple[ContentWarning, ...]] = {}
+            write_index(
+                self.out,
+                self.job,
+                self._previews(journal, run, current),
+                warnings_of=lambda path: current.get(path, ()),
+                checks=self.content.lines(),
+            )
 
-    def _previews(self, journal: Journal, run: Run) -> Iterator[Path]:
+    def _previews(
+        self, journal: Journal, run: Run, current: dict[Path, tuple[ContentWarning, ...]]
+    ) -> Iterator[Path]:
         """The dry run's .eml files in order, named from the journal, not by listing a folder
-        that may hold a million of them."""
+        that may hold a million of them; `current` holds the warnings of the one just given."""
         assert self.out is not None
         for delivery in journal.deliveries(run):
             if delivery.state == DeliveryState.PREVIEWED:
-                yield self.out / eml_name(delivery.seq, delivery.email)
+                path = self.out / eml_name(delivery.seq, delivery.email)
+                current.clear()
+                current[path] = self.content.of(delivery.seq)
+                yield path
 
     def _write_ci_outputs(
         self, journal: Journal, run: Run, status: RunStatus, summary: dict[str, int]
@@ -73,7 +89,8 @@ class RunOutputs(Struct):
         )
 
         if self.junit:
-            write_junit(self.junit, self.job, summary, journal.deliveries(run))
+            content = self.content
+            write_junit(self.junit, self.job, summary, journal.deliveries(run), content)
         if self.failed_csv:
             recipients = self.composer.recipients([], second_pass=True)
             write_failed_csv(self.failed_csv, zip(recipients, journal.deliveries(run), strict=True))
@@ -93,8 +110,20 @@ class RunOutputs(Struct):
         head = ReportHead(
             self.job, self.dry_run, self.started, time.time(), status, run.run_id, message
         )
+        head.warnings = _warnings_summary(self.content)
         entries = (
             recipient_entry(d, self.composer.message_id(run.run_id, d.seq))
+            | {"warnings": _warning_list(self.content.of(d.seq))}
             for d in journal.deliveries(run)
         )
         write_report(self.report, head, summary, entries)
+
+
+def _warning_list(warnings: Iterable[ContentWarning]) -> list[dict[str, str]]:
+    return [{"code": w.code, "text": w.text} for w in warnings]
+
+
+def _warnings_summary(content: ContentFindings) -> dict[str, Any]:
+    """The report's count of content warnings: in all, by code, and the job's own."""
+    counts = content.counts()
+    return {"total": sum(counts.values()), "by_code": counts, "job": _warning_list(content.job)}

@@ -33,6 +33,7 @@ class RunOptions(Struct):
     on_start: Callable[[int, Job, str], None] = lambda to_send, job, run_id: None
     warn: Warn = ignore
     expect_count: int | None = None  # refuse the job unless it has exactly this many recipients
+    strict: bool = False  # content warnings (an HTML body Gmail clips...) are errors
     junit: Path | None = None
     failed_csv: Path | None = None
     step_summary: Path | None = None  # GitHub Actions' $GITHUB_STEP_SUMMARY
