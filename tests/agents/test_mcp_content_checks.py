@@ -21,7 +21,7 @@ async def test_preview_job_lists_the_content_warnings(setup: Setup) -> None:
     assert preview["warnings"] == [
         "img-without-alt in 3 messages (user1@example.com, user2@example.com, "
         'user3@example.com): <img src="logo.png"> without alt text',
-        'relative-url in 3 messages (user1@example.com, user2@example.com, user3@example.com): '
+        "relative-url in 3 messages (user1@example.com, user2@example.com, user3@example.com): "
         'relative src="logo.png": a mailbox has no page to resolve it against (use an absolute '
         "https URL, or cid: for an attached image)",
     ]

@@ -154,7 +154,16 @@ def test_relative_links_and_image_paths(tmp_path: Path, capsys: pytest.CaptureFi
 def test_only_absolute_addresses_and_fragments_stand_alone() -> None:
     for url in ("https://a.example/x", "HTTP://A.EXAMPLE", "mailto:a@b.example", "tel:+1", "#x"):
         assert not relative(url), url
-    for url in ("x.html", "/x", "//cdn.example/x.png", "", "  ", "?q=1", "C:\\logo.png", "http://["):
+    for url in (
+        "x.html",
+        "/x",
+        "//cdn.example/x.png",
+        "",
+        "  ",
+        "?q=1",
+        "C:\\logo.png",
+        "http://[",
+    ):
         assert relative(url), url
 
 
@@ -204,7 +213,8 @@ def test_one_line_per_kind_however_many_messages(
     assert lines[-1] == "... and 980 more problems"
 
 
-html_text = st.text(alphabet=st.sampled_from('<>/="\' abcimgsrchefalt#:!-&;x\n\u00e9'), max_size=300)
+HTML_ALPHABET = "<>/=\"' abcimgsrchefalt#:!-&;x\n\u00e9"
+html_text = st.text(alphabet=st.sampled_from(HTML_ALPHABET), max_size=300)
 tag = st.builds(
     lambda name, attrs, body: f"<{name}{attrs}>{body}</{name}>",
     st.sampled_from(["img", "a", "IMG", "p", "script", "style", "!--", "![CDATA["]),
@@ -230,5 +240,6 @@ def test_any_html_is_judged_without_raising(html: str) -> None:
         assert codes <= {"html-clipped", "html-without-text", "img-without-alt", "relative-url"}
         assert ("html-without-text" in codes) == (text is None)
         for warning in found:
-            assert "\n" not in warning.text and "\r" not in warning.text
+            assert "\n" not in warning.text
+            assert "\r" not in warning.text
             assert warning.recipient == "a@example.com"

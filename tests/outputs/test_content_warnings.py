@@ -32,6 +32,7 @@ def test_run_strict_with_a_103_kb_html_body_sends_nothing(
     code, out, err = cli(capsys, "run", job, "--strict", "--report", report)
 
     assert code == 2
+    assert out == ""
     assert server.messages == []
     assert server.connections == 0
     lines = err.splitlines()
@@ -43,7 +44,7 @@ def test_run_strict_with_a_103_kb_html_body_sends_nothing(
     assert written["errors"] == lines
     assert written["recipients"] == []
 
-    code, out, err = cli(capsys, "run", job, "--report", report)  # without --strict: it goes
+    code, _, err = cli(capsys, "run", job, "--report", report)  # without --strict: it goes
     assert code == 0, err
     assert len(server.messages) == 3
     assert "warning: html-clipped in 3 messages" in err
@@ -95,7 +96,8 @@ def test_junit_carries_the_jobs_own_warning(
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
     said = suite.find("system-out")
-    assert said is not None and said.text is not None
+    assert said is not None
+    assert said.text is not None
     assert said.text.startswith("warning: no-unsubscribe: 301 recipients and no unsubscribe")
     report = report_of(tmp_path / "out" / "report.json")
     assert report["warnings"]["by_code"] == {"no-unsubscribe": 1}
