@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mcp import ClientSession
+from mcp.client.session import ClientRequestContext, ElicitationFnT
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 from smtpserver import SmtpServer, SmtpServerFactory
 from support import PASSWORD, REPO, make_job
 
@@ -55,6 +56,28 @@ class Mcp:
 
 
 @dataclass
+class Person:
+    """The person behind the client: answers every elicitation with `action` (and `confirm` on
+    an accept), and keeps what they were asked."""
+
+    action: Literal["accept", "decline", "cancel"] = "accept"
+    confirm: bool = True
+    asked: list[ElicitRequestParams] = field(default_factory=list)
+
+    async def __call__(
+        self, context: ClientRequestContext, params: ElicitRequestParams
+    ) -> ElicitResult:
+        self.asked.append(params)
+        if self.action == "accept":
+            return ElicitResult(action="accept", content={"confirm": self.confirm})
+        return ElicitResult(action=self.action)
+
+    @property
+    def messages(self) -> list[str]:
+        return [params.message for params in self.asked]
+
+
+@dataclass
 class Setup:
     root: Path
     job: Path
@@ -69,14 +92,22 @@ class Setup:
 
 
 @asynccontextmanager
-async def connect(env: dict[str, str], cwd: Path) -> AsyncIterator[Mcp]:
+async def connect(
+    env: dict[str, str], cwd: Path, person: Person | ElicitationFnT | None = None
+) -> AsyncIterator[Mcp]:
+    """A session with the server; with `person`, the client declares elicitation and lets them
+    answer (what they were asked is searched for secrets too)."""
     # The server runs this checkout's package, not whichever one the interpreter would find.
     env = {"PYTHONPATH": str(REPO), **env}
     params = StdioServerParameters(command=sys.executable, args=SERVER, env=env, cwd=cwd)
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write, elicitation_callback=person) as session,
+    ):
         await session.initialize()
         client = Mcp(session)
         yield client
+        client.seen += person.messages if isinstance(person, Person) else []
         client.assert_no_secret()
 
 

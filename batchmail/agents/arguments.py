@@ -9,6 +9,18 @@ from pydantic import ValidationError
 
 # What to do about a missing argument, where the name alone does not say it.
 HINTS = {"token": "the token preview_job returned for this job: preview it first"}
+# What a pattern stands for, by argument.
+_ONE_LINE = "one line: no line break (CR, LF or another line separator) and no NUL"
+_PATH = "a path that is not blank and has no NUL character"
+PATTERNS = {
+    "token": "the 64 hex digits preview_job returned for this job: preview it first",
+    "subject": _ONE_LINE,
+    "to": _ONE_LINE,
+    "cc": _ONE_LINE,
+    "bcc": _ONE_LINE,
+    "path": _PATH,
+    "attachments": _PATH,
+}
 
 
 def refusal(tool: str, error: ValidationError) -> str:
@@ -31,6 +43,15 @@ def _need(name: str, problem: Any) -> str:
         need = f"must be at least {context['ge']}"
     elif kind == "less_than_equal":
         need = f"must be at most {context['le']}"
+    elif kind == "string_too_long":
+        need = f"must be at most {context['max_length']} characters"
+    elif kind == "string_too_short":
+        least = context["min_length"]
+        need = "must not be empty" if least == 1 else f"must be at least {least} characters"
+    elif kind == "too_long":
+        need = f"must have at most {context['max_length']} items"
+    elif kind == "string_pattern_mismatch":
+        need = "must be " + PATTERNS.get(name, f"text matching {context['pattern']}")
     elif kind == "string_type":
         need = "must be a string"
     elif kind == "list_type":

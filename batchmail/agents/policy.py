@@ -21,6 +21,8 @@ from batchmail.load.recipients import Recipient
 ENV_ALLOW = "BATCHMAIL_MCP_ALLOW"
 ENV_MAX_MESSAGES = "BATCHMAIL_MCP_MAX_MESSAGES"
 ENV_ROOT = "BATCHMAIL_MCP_ROOT"
+ENV_CONFIRM = "BATCHMAIL_MCP_CONFIRM"
+CONFIRM_ELICIT = "elicit"
 ENV_SMTP_PASSWORD = "BATCHMAIL_SMTP_PASSWORD"  # noqa: S105 (a name, not a password)
 DEFAULT_MAX_MESSAGES = 20
 REDACTED = "[redacted]"
@@ -97,13 +99,21 @@ class Quota:
     def reserve(self, count: int) -> None:
         """Take `count` messages from the quota, or refuse without taking any."""
         with self._lock:
-            left = self.limit - self._used
-            if count > left:
-                raise PolicyError(
-                    f"{count} message{'s' if count != 1 else ''} would exceed the cap of this "
-                    f"server ({ENV_MAX_MESSAGES}={self.limit}, {left} left); nothing was sent"
-                )
+            self._fits(count)
             self._used += count
+
+    def check(self, count: int) -> None:
+        """Refuse if `count` messages do not fit now; take nothing."""
+        with self._lock:
+            self._fits(count)
+
+    def _fits(self, count: int) -> None:
+        left = self.limit - self._used
+        if count > left:
+            raise PolicyError(
+                f"{count} message{'s' if count != 1 else ''} would exceed the cap of this "
+                f"server ({ENV_MAX_MESSAGES}={self.limit}, {left} left); nothing was sent"
+            )
 
     def release(self, count: int) -> None:
         """Give back messages reserved but not sent."""
@@ -218,6 +228,7 @@ class Policy(Struct, frozen=True):
     quota: Quota
     root: Root
     redactor: Redactor = field(default_factory=Redactor)
+    ask: bool = False  # ask the person through MCP elicitation before anything is sent
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Policy:
@@ -227,7 +238,19 @@ class Policy(Struct, frozen=True):
             quota=Quota(_max_messages(environ.get(ENV_MAX_MESSAGES, ""))),
             root=Root.at(environ.get(ENV_ROOT) or os.getcwd()),
             redactor=Redactor.from_env(environ),
+            ask=_confirm(environ.get(ENV_CONFIRM, "")),
         )
+
+
+def _confirm(text: str) -> bool:
+    """`BATCHMAIL_MCP_CONFIRM`: unset (the gates alone) or `elicit` (the gates, then a person)."""
+    value = text.strip().lower()
+    if value not in {"", CONFIRM_ELICIT}:
+        raise PolicyError(
+            f"{ENV_CONFIRM}: {text.strip()!r} is not a known mode: leave it unset or set it "
+            f"to {CONFIRM_ELICIT!r}"
+        )
+    return value == CONFIRM_ELICIT
 
 
 def _max_messages(text: str) -> int:

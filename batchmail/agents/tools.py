@@ -10,10 +10,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mcp.server.mcpserver import Elicit
+from mcp.types import ClientCapabilities
+
 from batchmail import api
+from batchmail.agents.confirm import (
+    Confirm,
+    Outline,
+    Unasked,
+    ask,
+    consent,
+    email_outline,
+    run_outline,
+)
 from batchmail.agents.policy import ENV_SMTP_PASSWORD, Policy, RunGuard
 from batchmail.agents.results import EXIT_MEANINGS, Results, ToolFailure, clip, read_report
-from batchmail.agents.settings import smtp_config
+from batchmail.agents.settings import SmtpConfig, smtp_config
 from batchmail.errors import ConnectFailure, InvalidJobError
 from batchmail.load.addresses import AddressError, Mailbox, has_line_break, parse_mailbox
 from batchmail.load.job import load_job
@@ -103,20 +115,11 @@ class BatchmailTools:
 
     # -- run_job ---------------------------------------------------------------------------------
 
-    def run(self, path: str, token: str | None) -> dict[str, Any]:
-        preview = self._check(path, 0)
-        if not token:
-            raise ToolFailure(
-                "run_job needs the token that preview_job returned for this job: preview it first"
-            )
-        if not hmac.compare_digest(token.encode(), self._token(preview).encode()):
-            raise ToolFailure(
-                "the token does not match this job as it is now: its inputs changed since "
-                "preview_job (or the token is for another job or an earlier server); "
-                "preview it again; nothing was sent"
-            )
-        self._check_allowed([*preview.mailboxes, *preview.copies])
+    def run(self, path: str, token: str | None, answer: object = None) -> dict[str, Any]:
+        """Send a previewed job; `answer` is the person's, when this server asks one."""
+        preview = self._gate_run(path, token, 0)
         count = preview.count
+        consent(answer, self.policy.ask)  # after the gates, before anything counts
         self.policy.quota.reserve(count)
         guard = RunGuard(self.policy.allow, count)
         # One process: a tool runs in a worker thread, where forking is unsafe, and the guard
@@ -138,6 +141,29 @@ class BatchmailTools:
         finally:
             self.policy.quota.release(count - charged)
         return self._run_view(result)
+
+    def _gate_run(self, path: str, token: str | None, limit: int) -> api.JobPreview:
+        """run_job's gates: the token of a preview of these inputs, the allowlist, the cap."""
+        preview = self._check(path, limit)
+        if not token:
+            raise ToolFailure(
+                "run_job needs the token that preview_job returned for this job: preview it first"
+            )
+        if not hmac.compare_digest(token.encode(), self._token(preview).encode()):
+            raise ToolFailure(
+                "the token does not match this job as it is now: its inputs changed since "
+                "preview_job (or the token is for another job or an earlier server); "
+                "preview it again; nothing was sent"
+            )
+        self._check_allowed([*preview.mailboxes, *preview.copies])
+        self.policy.quota.check(preview.count)
+        return preview
+
+    def ask_run(
+        self, path: str, token: str | None, capabilities: ClientCapabilities | None
+    ) -> Elicit[Confirm] | Unasked:
+        """The question for the person before run_job sends, once its gates pass."""
+        return ask(self.policy, lambda: run_outline(self._gate_run(path, token, 1)), capabilities)
 
     def _check_allowed(self, boxes: list[Mailbox]) -> None:
         refused = self.policy.allow.refused(boxes)
@@ -174,17 +200,12 @@ class BatchmailTools:
         *,
         cc: list[str] | None = None,
         bcc: list[str] | None = None,
+        answer: object = None,
     ) -> dict[str, Any]:
-        if has_line_break(subject):
-            raise ToolFailure("the subject contains a line break (CR/LF); refused")
-        [recipient] = _mailboxes("to", [to])
-        copies = _mailboxes("cc", cc or []), _mailboxes("bcc", bcc or [])
-        self._check_allowed([recipient, *copies[0], *copies[1]])
-        config = smtp_config(self.environ)
-        files = tuple(self._attachment(given) for given in attachments or [])
-        message = api.OneMessage(
-            config.sender, recipient, subject, body, html, files, copies[0], copies[1]
-        )
+        """Send one message; `answer` is the person's, when this server asks one."""
+        config, message = self._gate_email(to, subject, body, html, attachments, cc, bcc)
+        recipient, copies = message.to, (message.cc, message.bcc)
+        consent(answer, self.policy.ask)  # after the gates, before anything counts
         self.policy.quota.reserve(1)
         try:
             sent = api.send_one(message, config.settings, self.environ)
@@ -211,6 +232,50 @@ class BatchmailTools:
             "attachments": [_attached_view(a) for a in sent.attachments],
             "remaining_messages": self.policy.quota.remaining,
         }
+
+    def _gate_email(  # noqa: PLR0917 - the tool's arguments
+        self,
+        to: str,
+        subject: str,
+        body: str,
+        html: str | None,
+        attachments: list[str] | None,
+        cc: list[str] | None,
+        bcc: list[str] | None,
+    ) -> tuple[SmtpConfig, api.OneMessage]:
+        """send_email's gates: headers without line breaks, the allowlist, files inside the root,
+        the cap; the message they allow."""
+        if has_line_break(subject):
+            raise ToolFailure("the subject contains a line break (CR/LF); refused")
+        [recipient] = _mailboxes("to", [to])
+        copies = _mailboxes("cc", cc or []), _mailboxes("bcc", bcc or [])
+        self._check_allowed([recipient, *copies[0], *copies[1]])
+        config = smtp_config(self.environ)
+        files = tuple(self._attachment(given) for given in attachments or [])
+        self.policy.quota.check(1)
+        message = api.OneMessage(
+            config.sender, recipient, subject, body, html, files, copies[0], copies[1]
+        )
+        return config, message
+
+    def ask_email(  # noqa: PLR0917 - the tool's arguments
+        self,
+        to: str,
+        subject: str,
+        body: str,
+        html: str | None,
+        attachments: list[str] | None,
+        cc: list[str] | None,
+        bcc: list[str] | None,
+        capabilities: ClientCapabilities | None,
+    ) -> Elicit[Confirm] | Unasked:
+        """The question for the person before send_email sends, once its gates pass."""
+
+        def outline() -> Outline:
+            _, message = self._gate_email(to, subject, body, html, attachments, cc, bcc)
+            return email_outline(message)
+
+        return ask(self.policy, outline, capabilities)
 
     def _attachment(self, given: str) -> api.FileToAttach:
         path = self.policy.root.resolve(given, "attachment")
