@@ -12,6 +12,7 @@ from msgspec import Struct, field
 from batchmail.build.attachments import Attachments
 from batchmail.build.content_checks import ContentWarning, check_message
 from batchmail.build.content_verdict import ContentFindings, findings_of, judge
+from batchmail.build.from_html import FromHtml
 from batchmail.build.inline_images import InlineImages
 from batchmail.build.message_fields import NO_FIELDS, FieldRenderer, RenderedFields
 from batchmail.build.mime import Content, HeaderValueError, MessageBuilder, Part, date_header
@@ -91,6 +92,7 @@ class Composer:
         self.images = (
             InlineImages(job, job.markdown) if job.markdown and job.inline_images else None
         )
+        self.from_html = FromHtml.for_job(job)  # None unless it uses inline_css or text: auto
 
     def recipients(
         self, problems: list[Problem], *, second_pass: bool = False, warn: Warn | None = None
@@ -109,10 +111,13 @@ class Composer:
         inline: tuple[Part, ...] = ()
         if self.job.markdown is not None and rendered.text is not None:
             html, inline = self._markdown_html(rendered.text, recipient)
+        text = rendered.text
+        if html is not None and self.from_html is not None:
+            html, text = self.from_html.apply(html, text, recipient.describe())
         content = Content(
             recipient.mailbox,
             rendered.subject,
-            rendered.text,
+            text,
             html,
             parts,
             inline,

@@ -36,6 +36,7 @@ from batchmail.load.settings import (
 from batchmail.load.yaml_file import Located, dotted_path, load_yaml
 from batchmail.load.yaml_file import Path as DocPath
 
+TEXT_AUTO = "auto"  # `template.text: auto`: no template, the text part comes from the HTML
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -176,6 +177,8 @@ def _build_job(doc: Located, job_path: Path, environ: Mapping[str, str]) -> Job:
         retry_window=float(retry.get("window", 60.0)),
         markdown=_template_ref(data["template"], "markdown", doc),
         inline_images=data["template"].get("inline_images", False),
+        text_auto=data["template"].get("text") == TEXT_AUTO,
+        inline_css=data["template"].get("inline_css", False),
         dkim=_dkim_settings(data["dkim"], base_dir, doc, environ) if "dkim" in data else None,
         unsubscribe=_unsubscribe(data["unsubscribe"], doc) if "unsubscribe" in data else None,
         fields=message_fields(data, doc),
@@ -222,6 +225,19 @@ def _check_template(template: dict[str, Any], doc: Located) -> None:
             doc.where(("template", "inline_images")),
             "inline_images embeds the images of a Markdown body: it needs template.markdown",
             "template.inline_images",
+        )
+    if template.get("text") == TEXT_AUTO and "html" not in template:
+        raise invalid(
+            doc.where(("template", "text")),
+            "auto derives the text part from the HTML part: it needs template.html "
+            "(a text template file named auto is written ./auto)",
+            "template.text",
+        )
+    if template.get("inline_css") and not {"html", "markdown"} & template.keys():
+        raise invalid(
+            doc.where(("template", "inline_css")),
+            "inline_css inlines the CSS of the HTML part: it needs template.html or markdown",
+            "template.inline_css",
         )
 
 
@@ -281,7 +297,7 @@ def _unsubscribe(settings: dict[str, Any], doc: Located) -> UnsubscribeSettings:
 
 
 def _template_ref(template: dict[str, str], part: str, doc: Located) -> TemplateRef | None:
-    if part not in template:
+    if part not in template or (part == "text" and template[part] == TEXT_AUTO):
         return None
     return TemplateRef(Path(template[part]).as_posix(), doc.where(("template", part)))
 

@@ -179,8 +179,15 @@ class Job(Struct, frozen=True):
     retry_window: float = 60.0
     markdown: TemplateRef | None = None
     inline_images: bool = False
+    text_auto: bool = False  # `template.text: auto`: the text part derived from the HTML part
+    inline_css: bool = False  # `template.inline_css`: <style> rules moved into style= attributes
     dkim: DkimSettings | None = None
     unsubscribe: UnsubscribeSettings | None = None
     fields: MessageFields = MessageFields()
     suppress: tuple[Path, ...] = ()  # files of addresses and @domains never mailed
     suppress_where: str = ""
+
+    @property
+    def html_body(self) -> TemplateRef | None:
+        """The template the HTML part comes from: the HTML template, else the Markdown."""
+        return self.html or self.markdown
