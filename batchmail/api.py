@@ -37,6 +37,7 @@ from batchmail.transport.contract import Transport
 
 if TYPE_CHECKING:
     from batchmail.feedback.bounces import BounceSummary
+    from batchmail.outputs.merge import Merged
     from batchmail.transport.probe import Check
 
 
@@ -81,13 +82,14 @@ def dry_run(path: Path, options: RunOptions | None = None) -> RunResult:
 def run_job(path: Path, options: RunOptions) -> RunResult:
     """Validate everything, then send (or preview) what still needs sending, and report."""
     started = time.time()
+    shard = options.chosen_shard()  # a usage error before anything is read
     job = load_job(path, options.environ)
     if options.dry_run:  # sends nothing, so nothing paces it: as fast as an unpaced run
         job = structs.replace(job, rate=RateSettings(connections=job.rate.connections))
     composer = Composer(job, options.warn, options.strict)
     with ExitStack() as stack:
         target = _target(job, options, stack)
-        journal = stack.enter_context(open_journal(target.state_dir, job.name))
+        journal = stack.enter_context(open_journal(target.state_dir, job.name, shard))
         invocation = Invocation(
             composer,
             journal,
@@ -97,6 +99,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             stop=options.stop,
             on_event=options.on_event,
             skip_unknown=options.skip_unknown,
+            shard=shard,
         )
         stack.enter_context(invocation)
         outputs = RunOutputs(
@@ -109,6 +112,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             options.junit,
             options.failed_csv,
             options.step_summary,
+            shard=shard,
         )
         try:
             validation = invocation.validate()
@@ -122,7 +126,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
         new_run = options.new_run or options.dry_run
         ending = invocation.run(validation, new_run=new_run, on_start=options.on_start)
         summary = full_summary(ending.counts)
-        outputs.write(journal, ending.run, ending.status, summary, ending.message)
+        outputs.write(journal, ending, summary, validation.count)
         ending.raise_failure()
         return RunResult(
             job.name,
@@ -133,6 +137,7 @@ def run_job(path: Path, options: RunOptions) -> RunResult:
             target.report,
             ending.message,
             target.out,
+            shard,
         )
     raise AssertionError("unreachable")
 
@@ -204,3 +209,10 @@ def check_job(
     from batchmail.send.preflight import check_job as probe_job  # noqa: PLC0415 - only this command's
 
     return probe_job(path, environ, warn, dns)
+
+
+def merge_reports(reports: list[Path], out: Path, junit: Path | None, csv: Path | None) -> Merged:
+    """One report (and JUnit, failed CSV) from the shards' reports, checked to make one job."""
+    from batchmail.outputs.merge import merge_reports as merge  # noqa: PLC0415 - only merge's
+
+    return merge(reports, out, junit, csv)

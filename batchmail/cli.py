@@ -89,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="recipients whose delivery is unknown (no reply after the message "
         "was sent): resend with the same Message-ID (default), or skip them",
     )
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="send only shard K of N: the recipients K, K+N, K+2N... at 1/N of every rate "
+        "limit; auto: from CI_NODE_INDEX/CI_NODE_TOTAL or JOB_COMPLETION_INDEX",
+    )
+    run.add_argument(
+        "--shard-count",
+        type=int,
+        metavar="N",
+        help="with --shard auto and JOB_COMPLETION_INDEX: how many shards there are",
+    )
     run.set_defaults(func=cmd_run)
 
     check = commands.add_parser("validate", help="validate and render everything; send nothing")
@@ -143,6 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="the environment variable holding the IMAP password",
     )
     bounces.set_defaults(func=cmd_bounces)
+
+    merge = commands.add_parser(
+        "merge",
+        help="one report (and CI outputs) from the reports of a job's shards",
+        description="Check that the reports are those of every shard of one job, each "
+        "recipient in exactly one, then write the job's report. Exit code as run's would be.",
+    )
+    merge.add_argument("reports", type=Path, nargs="+", metavar="REPORT")
+    merge.add_argument(
+        "--report", type=Path, required=True, metavar="FILE", help="the merged report"
+    )
+    merge.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML")
+    merge.add_argument(
+        "--failed-csv", type=Path, metavar="FILE", help="also write the recipients not delivered"
+    )
+    merge.set_defaults(func=cmd_merge)
 
     init = commands.add_parser("init", help="write a runnable example job into DIR")
     init.add_argument("folder", type=Path, nargs="?", default=Path(), metavar="DIR")
@@ -210,6 +238,17 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from batchmail.api import merge_reports  # noqa: PLC0415 - see the imports
+    from batchmail.outputs.report import summary_line  # noqa: PLC0415
+
+    merged = merge_reports(args.reports, args.report, args.junit, args.failed_csv)
+    if merged.message:
+        print(f"stopped: {merged.message}", file=sys.stderr)
+    print(summary_line(merged.job, merged.summary, Path(display_path(merged.report.absolute()))))
+    return merged.exit_code
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from batchmail.api import init_job  # noqa: PLC0415 - see the imports
 
@@ -255,13 +294,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 junit=args.junit,
                 failed_csv=args.failed_csv,
                 step_summary=Path(summary_file) if summary_file else None,
+                shard=args.shard,
+                shard_count=args.shard_count,
             )
             with _signals_set(options.stop):
                 result = run_job(args.job, options)
         display.finish(result.summary, result.status)
     if result.message:
         print(f"stopped: {result.message}", file=sys.stderr)
-    print(summary_line(result.job, result.summary, Path(display_path(result.report))))
+    note = result.shard.note if result.shard else None
+    print(summary_line(result.job, result.summary, Path(display_path(result.report)), note))
     return result.exit_code
 
 

@@ -439,6 +439,7 @@ class _Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        self.owner.rcpts[address.lower()] += 1
         reply = self._scripted(self.owner.script.rcpt_replies, self._rcpt_attempts, address)
         if _accepts(reply):
             envelope.rcpt_tos.append(address)
@@ -530,6 +531,7 @@ class SmtpServer(_LoopServer):
         self.messages: list[Received] = []
         self.commands: list[tuple[int, str]] = []
         self.auth_attempts: list[str] = []
+        self.rcpts: Counter[str] = Counter()  # every RCPT TO address given, accepted or not
         self._tls = server_context(cert) if cert is not None and security != "none" else None
         self._changed = threading.Condition()
         self._handler = _Handler(self)

@@ -14,7 +14,6 @@ from xml.sax.saxutils import escape, quoteattr
 from batchmail.build.content_checks import ContentWarning
 from batchmail.build.content_verdict import ContentFindings
 from batchmail.errors import StateError
-from batchmail.load.recipients import Recipient
 from batchmail.outputs.report import ReportHead
 from batchmail.state.records import Delivery, RefusedCopy, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState
@@ -91,19 +90,20 @@ def _skip_reason(delivery: Delivery, status: DeliveryState) -> str:
     return "delivered by an earlier run" if status == DeliveryState.SKIPPED else "not tried"
 
 
-def write_failed_csv(path: Path, rows: Iterable[tuple[Recipient, Delivery]]) -> int:
-    """The recipients not delivered, with all their fields and a `reason` column: usable as the
-    next job's recipients_file; then a row for each refused copy of a message that went: its
-    address in `email`, the other fields its recipient's. Returns how many rows were written."""
-    unreached = [(r, d) for r, d in rows if report_status(d) in UNDELIVERED or d.refused]
-    columns = _columns(r.fields for r, _ in unreached)
+def write_failed_csv(path: Path, rows: Iterable[tuple[Mapping[str, Any], Delivery]]) -> int:
+    """The recipients not delivered, with all their fields (`rows`: each recipient's fields and
+    delivery) and a `reason` column: usable as the next job's recipients_file; then a row for
+    each refused copy of a message that went: its address in `email`, the other fields its
+    recipient's. Returns how many rows were written."""
+    unreached = [(f, d) for f, d in rows if report_status(d) in UNDELIVERED or d.refused]
+    columns = _columns(fields for fields, _ in unreached)
     reason = "reason" if "reason" not in columns else "batchmail_reason"
     written = 0
     with _open(path, "failed CSV", newline="") as out:
         writer = csv.writer(out)
         writer.writerow([*columns, reason])
-        for recipient, delivery in unreached:
-            values = [_cell(recipient.fields.get(c)) for c in columns]
+        for fields, delivery in unreached:
+            values = [_cell(fields.get(c)) for c in columns]
             if report_status(delivery) in UNDELIVERED:
                 writer.writerow([*values, f"{delivery.state}: {_reply(delivery)}"])
                 written += 1

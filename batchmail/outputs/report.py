@@ -29,6 +29,11 @@ class ReportHead(Struct):
     message: str | None = None
     errors: list[str] = field(default_factory=list)
     warnings: dict[str, Any] | None = None  # the content checks' count, by code, and the job's
+    # A shard's report: {"index": K, "count": N}, the whole job's recipients, and the digest
+    # of its inputs, the same in every shard of one job (`merge` checks them).
+    shard: dict[str, int] | None = None
+    job_total: int | None = None
+    digest: str | None = None
 
 
 def full_summary(counts: Mapping[str, int]) -> dict[str, int]:
@@ -70,6 +75,8 @@ def write_report(
             fields["errors"] = head.errors
         if head.warnings is not None:
             fields["warnings"] = head.warnings
+        extra = {"shard": head.shard, "job_total": head.job_total, "digest": head.digest}
+        fields.update((key, value) for key, value in extra.items() if value is not None)
         out.write(msgspec.json.encode(fields)[:-1] + b',"recipients":[')
         for index, entry in enumerate(entries):
             out.write((b"\n  " if index == 0 else b",\n  ") + msgspec.json.encode(entry))
@@ -103,10 +110,14 @@ def _atomic_target(path: Path) -> Iterator[IO[bytes]]:
             os.unlink(temp)
 
 
-def summary_line(job: str, summary: Mapping[str, int], report: Path | None) -> str:
+def summary_line(
+    job: str, summary: Mapping[str, int], report: Path | None, note: str | None = None
+) -> str:
+    """`note`: said after the counts (a shard's: `shard 1/2: rate limits divided by 2`)."""
     counts = ", ".join(f"{summary[s]} {s}" for s in REPORTED if summary.get(s))
     where = f" (report: {report})" if report else ""
-    return f"{job}: {summary['total']} recipients: {counts or 'nothing to do'}{where}"
+    said = f"; {note}" if note else ""
+    return f"{job}: {summary['total']} recipients: {counts or 'nothing to do'}{said}{where}"
 
 
 def _iso(timestamp: float) -> str:

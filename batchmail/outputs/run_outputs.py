@@ -12,9 +12,12 @@ from msgspec import Struct, field
 from batchmail.build.compose import Composer
 from batchmail.build.content_checks import ContentWarning
 from batchmail.build.content_verdict import ContentFindings
+from batchmail.load.recipients import Recipient
 from batchmail.outputs.report import ReportHead, full_summary, recipient_entry, write_report
+from batchmail.send.run_status import Ending
+from batchmail.send.shard import Shard
 from batchmail.state.journal import Journal
-from batchmail.state.records import Run, report_status
+from batchmail.state.records import Delivery, Run, report_status
 from batchmail.state.states import UNDELIVERED, DeliveryState, RunStatus
 from batchmail.transport.folder import eml_name
 
@@ -32,24 +35,28 @@ class RunOutputs(Struct):
     failed_csv: Path | None = None
     step_summary: Path | None = None  # GitHub Actions' $GITHUB_STEP_SUMMARY
     content: ContentFindings = field(default_factory=ContentFindings)  # the content checks'
+    shard: Shard | None = None  # the shard the run sends, if it sends one
 
     def write_invalid(self, errors: list[str]) -> None:
         now = time.time()
         head = ReportHead(
-            self.job, self.dry_run, self.started, now, RunStatus.INVALID, errors=errors
+            self.job,
+            self.dry_run,
+            self.started,
+            now,
+            RunStatus.INVALID,
+            errors=errors,
+            shard=self._shard_fields(),
         )
         write_report(self.report, head, full_summary({}), [])
 
     def write(
-        self,
-        journal: Journal,
-        run: Run,
-        status: RunStatus,
-        summary: dict[str, int],
-        message: str | None,
+        self, journal: Journal, ending: Ending, summary: dict[str, int], job_total: int
     ) -> None:
-        """The report, the CI outputs asked for, and a dry run's preview page."""
-        self._write_report(journal, run, status, summary, message)
+        """The report, the CI outputs asked for, and a dry run's preview page; `job_total`:
+        the whole job's recipients, which a shard's report records."""
+        run, status = ending.run, ending.status
+        self._write_report(journal, run, status, summary, ending.message, job_total=job_total)
         self._write_ci_outputs(journal, run, status, summary)
         if self.out is not None:
             from batchmail.outputs.preview_page import write_index  # noqa: PLC0415 - email.parser and html: dry runs only
@@ -92,8 +99,8 @@ class RunOutputs(Struct):
             content = self.content
             write_junit(self.junit, self.job, summary, journal.deliveries(run), content)
         if self.failed_csv:
-            recipients = self.composer.recipients([], second_pass=True)
-            write_failed_csv(self.failed_csv, zip(recipients, journal.deliveries(run), strict=True))
+            fields = (r.fields for r in self._recipients())
+            write_failed_csv(self.failed_csv, zip(fields, journal.deliveries(run), strict=True))
         if self.step_summary:
             undelivered = (d for d in journal.deliveries(run) if report_status(d) in UNDELIVERED)
             head = ReportHead(self.job, self.dry_run, self.started, time.time(), status)
@@ -106,17 +113,47 @@ class RunOutputs(Struct):
         status: RunStatus,
         summary: dict[str, int],
         message: str | None,
+        *,
+        job_total: int | None,
     ) -> None:
         head = ReportHead(
             self.job, self.dry_run, self.started, time.time(), status, run.run_id, message
         )
         head.warnings = _warnings_summary(self.content)
-        entries = (
-            recipient_entry(d, self.composer.message_id(run.run_id, d.seq))
-            | {"warnings": _warning_list(self.content.of(d.seq))}
-            for d in journal.deliveries(run)
-        )
+        entries: Iterator[dict[str, Any]] = (self._entry(run, d) for d in journal.deliveries(run))
+        if self.shard is not None:
+            head.shard, head.job_total, head.digest = self._shard_fields(), job_total, run.digest
+            entries = self._shard_entries(run, journal.deliveries(run))
         write_report(self.report, head, summary, entries)
+
+    def _entry(self, run: Run, delivery: Delivery) -> dict[str, Any]:
+        entry = recipient_entry(delivery, self.composer.message_id(run.run_id, delivery.seq))
+        entry["warnings"] = _warning_list(self.content.of(delivery.seq))
+        return entry
+
+    def _recipients(self) -> Iterator[Recipient]:
+        """The recipients the run sent to, in order: the job's, or its shard's."""
+        recipients = self.composer.recipients([], second_pass=True)
+        shard = self.shard
+        return recipients if shard is None else (r for r in recipients if shard.holds(r.seq))
+
+    def _shard_fields(self) -> dict[str, int] | None:
+        shard = self.shard
+        return {"index": shard.index, "count": shard.count} if shard is not None else None
+
+    def _shard_entries(self, run: Run, deliveries: Iterator[Delivery]) -> Iterator[dict[str, Any]]:
+        """A shard's entries carry their sequence numbers, and those a failed CSV lists their
+        row's fields, so that `merge` can put the job's report and CI outputs together. The
+        recipients are read again only as far as the last of those."""
+        recipients: Iterator[Recipient] | None = None
+        for delivery in deliveries:
+            entry = self._entry(run, delivery)
+            entry["seq"] = delivery.seq
+            if delivery.refused or report_status(delivery) in UNDELIVERED:
+                recipients = recipients or self._recipients()
+                found = next((r for r in recipients if r.seq == delivery.seq), None)
+                entry["fields"] = found.fields if found is not None else {}
+            yield entry
 
 
 def _warning_list(warnings: Iterable[ContentWarning]) -> list[dict[str, str]]:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from msgspec import structs
+
 from batchmail.build.compose import (
     Built,
     Composer,
@@ -26,7 +28,8 @@ from batchmail.send.pacing import QUOTA_SPAN, RateLimiter
 from batchmail.send.processes import SendingProcesses, sending_processes
 from batchmail.send.run_status import Ending
 from batchmail.send.runner import Event, Runner, choose_run
-from batchmail.send.share import WHOLE, Share
+from batchmail.send.shard import Shard
+from batchmail.send.share import Share
 from batchmail.state.job_lock import job_lock
 from batchmail.state.journal import Journal, journal_path
 from batchmail.state.records import Run, Staged
@@ -36,8 +39,10 @@ from batchmail.transport.credentials import Credentials
 
 
 @contextmanager
-def open_journal(state_dir: Path, job: str) -> Iterator[Journal]:
-    """The job's journal, under its lock, with what a killed run recorded last folded in."""
+def open_journal(state_dir: Path, job: str, shard: Shard | None = None) -> Iterator[Journal]:
+    """The job's journal, under its lock, with what a killed run recorded last folded in; a
+    shard's has an entry and a lock of its own."""
+    job = shard.journal_name(job) if shard is not None else job
     with job_lock(state_dir, job):
         journal = Journal(journal_path(state_dir), job)
         try:
@@ -62,8 +67,10 @@ class Invocation:
         stop: threading.Event,
         on_event: Callable[[Event], None],
         skip_unknown: bool,
+        shard: Shard | None = None,
     ):
-        self.job: Job = composer.job
+        # A shard paces itself at 1/N of every rate: N shards together keep the job's pace.
+        self.job: Job = shard.paced(composer.job) if shard is not None else composer.job
         self.composer = composer
         self.journal = journal
         self.transports = transports
@@ -73,6 +80,7 @@ class Invocation:
         self.stop = stop
         self.on_event = on_event
         self.skip_unknown = skip_unknown
+        self.share = Share.of(shard)  # what this invocation sends: the job, or a shard of it
         self.kept = KeptMessages(composer)
         # Read by every invocation, before any process is forked, and kept out of the inputs'
         # digest: a list that grew since the run began (bounces) is honoured when it resumes.
@@ -89,6 +97,7 @@ class Invocation:
                 validate=self.validate_share,
                 runner=self.runner,
                 credentials=self.credentials,
+                share=self.share,
             )
             self._team = self._stack.enter_context(team)
         return self
@@ -99,23 +108,26 @@ class Invocation:
     def validate(self) -> Validation:
         """The validation pass, here or in the forked processes (each its share)."""
         if self._team is None:
-            return merge(self.composer, [self.validate_share(self.journal)])
+            return merge(self.composer, [self.validate_share(self.journal, self.share)])
         return self._team.validation()
 
-    def validate_share(self, journal: Journal, share: Share = WHOLE) -> PartValidation:
-        """The validation pass over a share: each message built is staged in the journal, and
-        kept for sending while there is room."""
-        keep = self.kept.keep
+    def validate_share(self, journal: Journal, share: Share) -> PartValidation:
+        """The validation pass over a share: each message built that the share sends is staged
+        in the journal, and kept for sending while there is room."""
+        keep, holds = self.kept.keep, share.holds
         with journal.staging() as stage:
 
             def built(message: Built) -> None:
                 recipient = message.recipient
-                stage(
-                    Staged(recipient.seq, recipient.email, message.size, message.attachment_names)
-                )
-                keep(message)
+                if holds(recipient.seq):
+                    stage(
+                        Staged(
+                            recipient.seq, recipient.email, message.size, message.attachment_names
+                        )
+                    )
+                    keep(message)
 
-            return validate_part(self.composer, built, share.holds, share.first)
+            return validate_part(self.composer, built, share.builds, share.first)
 
     def run(
         self,
@@ -127,7 +139,8 @@ class Invocation:
         """Resume or start the job's run, send what it still needs, and record how it ended.
         `on_start`: told how many messages are to go, the job and the run id."""
         try:
-            run = choose_run(self.journal, self.job, validation, new_run=new_run)
+            shard = structs.replace(validation, count=self.share.size(validation.count))
+            run = choose_run(self.journal, self.job, shard, new_run=new_run)
         except InvalidJobError:
             self.journal.clear_staging()
             raise
@@ -144,7 +157,7 @@ class Invocation:
     def _send(self, run: Run) -> tuple[Halt | None, int]:
         """Send what `run` still needs; the halt, if any, and how many messages went."""
         if self._team is None:
-            runner = self.runner(self.journal)
+            runner = self.runner(self.journal, self.share)
             halt, sent_now = runner.run(run), runner.sent_now
         else:
             halt, sent_now = self._team.send(run, self.stop)
@@ -164,7 +177,7 @@ class Invocation:
                 raise halt.error from None
             raise
 
-    def runner(self, journal: Journal, share: Share = WHOLE, connections: int = 0) -> Runner:
+    def runner(self, journal: Journal, share: Share, connections: int = 0) -> Runner:
         job = self.job
         limiter = RateLimiter(
             job.rate.windows(),

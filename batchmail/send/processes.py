@@ -2,7 +2,7 @@
 and one Python process uses one core.
 
 The processes are forked before the validation pass. Each validates its own share of the
-recipients (`seq % processes`) and keeps what it built; the parent merges the shares' results,
+recipients (see `Share`) and keeps what it built; the parent merges the shares' results,
 and only when the whole job is valid does it tell them to send, each its share over its own
 SMTP sessions. Nothing is sent while any share is invalid.
 """
@@ -101,6 +101,7 @@ class _ShareWork(Struct):
 
     composer: Composer
     journal_file: Path
+    journal_name: str  # the job's, or its shard's
     validate_share: Callable[[Journal, Share], PartValidation]
     runner: Callable[[Journal, Share, int], Runner]  # for a journal, a share, its sessions
     processes: int
@@ -113,8 +114,7 @@ class _ShareWork(Struct):
 
     def validate(self, share: Share) -> PartValidation:
         # An SQLite connection of its own: one must never cross a fork.
-        job = self.composer.job
-        self.journal = Journal(self.journal_file, job.name, write_lock=self.write_lock)
+        self.journal = Journal(self.journal_file, self.journal_name, write_lock=self.write_lock)
         return self.validate_share(self.journal, share)
 
     def send(self, share: Share, go: Go) -> tuple[Halt | None, int]:
@@ -149,14 +149,18 @@ class SendingProcesses:
         validate: Callable[[Journal, Share], PartValidation],
         runner: Callable[[Journal, Share, int], Runner],
         credentials: Credentials | None,
+        share: Share,
     ) -> SendingProcesses:
         """`validate`: the validation pass over a share, writing to a journal; `runner`: the
-        send loop for a journal, a share and its number of sessions."""
-        work = _ShareWork(composer, journal.path, validate, runner, processes, credentials)
+        send loop for a journal, a share and its number of sessions; `share`: what the
+        processes split among them (a shard, or the whole job)."""
+        work = _ShareWork(
+            composer, journal.path, journal.job, validate, runner, processes, credentials
+        )
         with journal.disconnected():
-            return cls(processes, work)
+            return cls(processes, work, share)
 
-    def __init__(self, processes: int, work: _ShareWork):
+    def __init__(self, processes: int, work: _ShareWork, whole: Share):
         context = multiprocessing.get_context("fork")
         self._composer = work.composer
         self._credentials = work.credentials
@@ -168,7 +172,7 @@ class SendingProcesses:
         self._told = False
         for index in range(processes):
             parent_end, child_end = context.Pipe()
-            share = Share(index, processes)
+            share = whole.split(index, processes)
             child = context.Process(target=_child, args=(child_end, share, work))
             child.start()
             child_end.close()

@@ -12,6 +12,7 @@ from msgspec import Struct, field
 from batchmail.load.recipients import Warn
 from batchmail.load.settings import Job
 from batchmail.send.runner import Event
+from batchmail.send.shard import Shard, chosen_shard
 from batchmail.state.states import RunStatus
 from batchmail.transport.contract import Transport
 
@@ -41,6 +42,12 @@ class RunOptions(Struct):
     expected_digest: str | None = None  # refuse unless the inputs are exactly these
     # Instead of the job's SMTP server, and in this process: `lambda: MemoryTransport(outbox)`.
     transports: Callable[[], Transport] | None = None
+    shard: str | None = None  # "K/N": send only shard K of N; "auto": from the CI's variables
+    shard_count: int | None = None  # N, with "auto" from a Kubernetes Indexed Job
+
+    def chosen_shard(self) -> Shard | None:
+        """The shard this run sends, or None for the whole job (InvalidJobError if unclear)."""
+        return chosen_shard(self.shard, self.shard_count, self.environ)
 
 
 class RunResult(Struct, frozen=True):
@@ -52,3 +59,4 @@ class RunResult(Struct, frozen=True):
     report: Path
     message: str | None  # why the run stopped early, if it did
     out: Path | None  # the dry run's previews
+    shard: Shard | None = None  # the shard sent, when the run sent one

@@ -63,11 +63,7 @@ class Ending(Struct, frozen=True):
             return EXIT_INTERRUPTED
         if halt is not None and halt.reason == HaltReason.SENDER_REFUSED:
             return EXIT_FAILED
-        if self.copies_waiting or any(self.counts.get(state, 0) for state in _TO_FINISH):
-            return EXIT_TEMPFAIL
-        if self.counts.get(DeliveryState.FAILED, 0):
-            return EXIT_FAILED
-        return EXIT_OK
+        return counts_exit_code(self.counts, self.copies_waiting)
 
     def raise_failure(self) -> None:
         """The error that stopped the run, or the connection that never opened, raised."""
@@ -76,3 +72,12 @@ class Ending(Struct, frozen=True):
             raise halt.error
         if self.connect_failed and halt is not None:
             raise ConnectFailure(f"{halt.message}; nothing was sent")
+
+
+def counts_exit_code(counts: Mapping[str, int], copies_waiting: int = 0) -> int:
+    """The exit code that recipients' counts call for, when nothing stopped the run."""
+    if copies_waiting or any(counts.get(state, 0) for state in _TO_FINISH):
+        return EXIT_TEMPFAIL
+    if counts.get(DeliveryState.FAILED, 0):
+        return EXIT_FAILED
+    return EXIT_OK
