@@ -42,13 +42,14 @@ class Stats:
         self.connects: list[float] = []
         self.authenticated: list[float] = []
         self.messages: list[float] = []  # the time each message's dot was read
+        self.sessions: list[int] = []  # the session of each message (the number of its connect)
         self.recipients = 0
         self.auth_failures = 0
 
     def as_json(self) -> bytes:
         return json.dumps({
             "connects": self.connects, "authenticated": self.authenticated,
-            "messages": self.messages, "recipients": self.recipients,
+            "messages": self.messages, "sessions": self.sessions, "recipients": self.recipients,
             "auth_failures": self.auth_failures,
         }).encode() + b"\n"
 
@@ -72,6 +73,7 @@ class SinkSession(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.sink.stats.connects.append(time.monotonic())
+        self.number = len(self.sink.stats.connects)
         transport.write(b"220 relay-bench sink ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:
@@ -102,6 +104,7 @@ class SinkSession(asyncio.Protocol):
                 self.scanned = 0
                 self.in_data = False
                 self.sink.stats.messages.append(time.monotonic())
+                self.sink.stats.sessions.append(self.number)
                 self.out.append(b"250 2.0.0 queued\r\n")
                 continue
             end = buf.find(b"\r\n")
