@@ -68,6 +68,8 @@ class Script:
     pipelining: bool = True
     auth_reply: str | None = None  # refuse every AUTH with this reply (a provider's words)
     size: int | None = None  # the SIZE the EHLO reply announces (RFC 1870); None: aiosmtpd's
+    # Recipients whose message's final dot is met by a dropped connection: no reply, no message.
+    drop_at_dot: set[str] = field(default_factory=set)
     # Called on the server's loop just after the 2xx reply to DATA has been written, e.g. to
     # kill the client in the window between the server's acceptance and the client's record.
     after_accept: Callable[[Received], None] | None = None
@@ -448,6 +450,10 @@ class _Handler:
 
     async def handle_DATA(self, server: _Session, session: Session, envelope: Envelope) -> str:
         script = self.owner.script
+        if envelope.rcpt_tos[0].lower() in {r.lower() for r in script.drop_at_dot}:
+            if server._socket_transport is not None:
+                server._socket_transport.abort()
+            return "451 4.3.0 never seen: the connection is gone"
         reply = self._scripted(script.data_replies, self._data_attempts, envelope.rcpt_tos[0])
         if not _accepts(reply):
             return reply

@@ -35,7 +35,7 @@ from batchmail.transport.contract import (
     Route,
     Transport,
 )
-from batchmail.transport.pipelining import InFlight, Pipelined, replies
+from batchmail.transport.pipelining import InFlight, Pipelined, opened, replies
 
 MAX_HELD_FOR_RETRY = 10_000  # deferred recipients kept in memory for retries within the run
 # The same permanent refusal of our sender this many times in a row means every further message
@@ -191,7 +191,9 @@ class Runner(Struct):
         none of the hand-overs and lock traffic that a thread per session costs."""
         count = self.connections or max(1, self.job.rate.connections)
         try:
-            sessions = [_session(self.transports()) for _ in range(count)]
+            route = self._route if self._unpaced else None
+            transports, recipients = opened(self.transports, count, recipients, route)
+            sessions = [_session(transport) for transport in transports]
         except BaseException as exc:  # the caller raises it once the journal is folded
             self._halt(Halt(HaltReason.ERROR, str(exc), exc))
             return
