@@ -77,10 +77,7 @@ def send_one(
 ) -> SentOne:
     """Build and send one message; InvalidJobError (nothing sent) when it cannot be built,
     ConnectFailure when no session could be opened. `transport`: instead of the SMTP server."""
-    parts = [_part(file) for file in message.attachments]
-    content = Content(message.to, message.subject, message.text, message.html, parts, cc=message.cc)
-    message_id = _message_id(message.sender)
-    data = _build(message.sender, content, message_id, max_bytes)
+    built = build_one(message, max_bytes)
     copies = copies_of(message.to, message.cc, message.bcc)
     route = Route.between(0, message.sender, message.to, copies)
     if transport is None:
@@ -89,13 +86,32 @@ def send_one(
             credentials.prepare()
         transport = SmtpTransport(smtp, credentials)
     try:
-        outcome = transport.send(Envelope(route, data))
+        outcome = transport.send(Envelope(route, built.data))
     finally:
         transport.close()
-    attached = tuple(Attached(p.filename, p.content_type, p.size) for p in parts)
     return SentOne(
-        DeliveryState(outcome.state), outcome.code, outcome.response, message_id, attached
+        DeliveryState(outcome.state),
+        outcome.code,
+        outcome.response,
+        built.message_id,
+        built.attachments,
     )
+
+
+class BuiltOne(Struct, frozen=True):
+    data: bytes
+    message_id: str
+    attachments: tuple[Attached, ...]
+
+
+def build_one(message: OneMessage, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> BuiltOne:
+    """The message's bytes, as a job's messages are built; InvalidJobError when it cannot be."""
+    parts = [_part(file) for file in message.attachments]
+    content = Content(message.to, message.subject, message.text, message.html, parts, cc=message.cc)
+    message_id = _message_id(message.sender)
+    data = _build(message.sender, content, message_id, max_bytes)
+    attached = tuple(Attached(p.filename, p.content_type, p.size) for p in parts)
+    return BuiltOne(data, message_id, attached)
 
 
 def _message_id(sender: Mailbox) -> str:
