@@ -38,6 +38,8 @@ from batchmail.transport.contract import Transport
 if TYPE_CHECKING:
     from batchmail.feedback.bounces import BounceSummary
     from batchmail.outputs.merge import Merged
+    from batchmail.send.draft import SavedDraft
+    from batchmail.transport.drafts import DraftStore
     from batchmail.transport.probe import Check
 
 
@@ -177,6 +179,16 @@ def send_one(
 ) -> SentOne:
     """One message outside any job, built and sent as a job's messages are."""
     return send_single(message, smtp, environ, transport=transport)
+
+
+def save_draft(
+    message: OneMessage, mailbox: str, password: str, store: DraftStore | None = None
+) -> SavedDraft:
+    """The message send_one would send, appended to the IMAP folder `mailbox` (an imaps:// URL)
+    flagged \\Draft; no SMTP. `store`: instead of the IMAP folder (a MemoryDrafts...)."""
+    from batchmail.send.draft import save_draft as save  # noqa: PLC0415 - only this tool's
+
+    return save(message, mailbox, password, store)
 
 
 def bounces(path: Path, source: str, options: BounceOptions) -> BounceSummary:

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError
 from batchmail import __version__
 from batchmail.agents.arguments import refusal
 from batchmail.agents.confirm import NOTHING_SENT, Confirm
+from batchmail.agents.drafts import DraftTool
 from batchmail.agents.policy import Policy, PolicyError
 from batchmail.agents.results import Results
 from batchmail.agents.tools import BatchmailTools
@@ -56,6 +57,9 @@ ASKS = (
 _READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 _SENDS = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+)
+_DRAFTS = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
 )
 JobPath = Annotated[
     str,
@@ -95,6 +99,12 @@ DESCRIPTIONS = {
     "recipient, cc and bcc must be in the allowlist (BATCHMAIL_MCP_ALLOW), attachments must be "
     "files inside the server's root, and the message must fit this server's cap "
     "(BATCHMAIL_MCP_MAX_MESSAGES, per process).",
+    "save_draft": "Write one message as send_email would and store it in the Drafts folder of "
+    "this server's mailbox (IMAP) for a person to review and send: nothing is sent, no SMTP. "
+    "Gates, checked by this server, as for send_email: the recipient and cc must be in the "
+    "allowlist (BATCHMAIL_MCP_ALLOW), attachments must be files inside the server's root, and "
+    "the draft counts against this server's cap (BATCHMAIL_MCP_MAX_MESSAGES, per process). "
+    "No bcc: a draft keeps its recipients in its headers.",
     "get_report": "The JSON report of a job's latest run (give the job file) or of a report "
     "file: status, counts and every recipient's result.",
 }
@@ -219,6 +229,41 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
             lambda: tools.send_email(
                 to, subject, body, html, attachments, cc=cc, bcc=bcc, answer=answer
             )
+        )
+
+    drafts = DraftTool(tools)
+
+    @server.tool(description=DESCRIPTIONS["save_draft"], annotations=_DRAFTS)
+    def save_draft(  # noqa: PLR0917 - the tool's parameters are its schema
+        to: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_LINE,
+                pattern=ONE_LINE,
+                description="one address, optionally 'Name <address>'; allowlisted",
+            ),
+        ],
+        subject: Annotated[
+            str, Field(max_length=MAX_LINE, pattern=ONE_LINE, description="one line: no line break")
+        ],
+        body: Annotated[str, Field(max_length=MAX_BODY, description="the plain-text body")],
+        html: Annotated[
+            str | None, Field(max_length=MAX_BODY, description="an optional HTML body")
+        ] = None,
+        attachments: Annotated[
+            list[FilePath] | None,
+            Field(max_length=MAX_FILES, description="paths of files inside the server's root"),
+        ] = None,
+        cc: Annotated[
+            list[Address] | None,
+            Field(
+                max_length=MAX_COPIES, description="addresses shown in the Cc header; allowlisted"
+            ),
+        ] = None,
+    ) -> CallToolResult:
+        return call(
+            lambda: drafts.save(to, subject, body, html=html, attachments=attachments, cc=cc)
         )
 
     @server.tool(description=DESCRIPTIONS["get_report"], annotations=_READ_ONLY)

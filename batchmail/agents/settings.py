@@ -50,7 +50,7 @@ def smtp_config(environ: Mapping[str, str]) -> SmtpConfig:
         password_env=ENV_SMTP_PASSWORD if username else None,
         timeout=SMTP_TIMEOUT,
     )
-    return SmtpConfig(settings, _sender(environ))
+    return SmtpConfig(settings, fixed_sender(environ))
 
 
 def _port(environ: Mapping[str, str], security: str) -> int:
@@ -62,10 +62,11 @@ def _port(environ: Mapping[str, str], security: str) -> int:
     return int(text)
 
 
-def _sender(environ: Mapping[str, str]) -> Mailbox:
+def fixed_sender(environ: Mapping[str, str], tool: str = "send_email") -> Mailbox:
+    """The From of every message the tools write (BATCHMAIL_FROM), needing no SMTP settings."""
     text = environ.get(ENV_FROM, "").strip()
     if not text:
-        raise ToolFailure(f"send_email is not configured: {ENV_FROM} is not set")
+        raise ToolFailure(f"{tool} is not configured: {ENV_FROM} is not set")
     try:
         return parse_mailbox(text)
     except AddressError as exc:

@@ -17,7 +17,7 @@ from batchmail.load.addresses import mailbox
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {"validate_job", "preview_job", "run_job", "send_email", "get_report"}
+TOOLS = {"validate_job", "preview_job", "run_job", "send_email", "save_draft", "get_report"}
 
 
 async def test_lists_the_tools_with_their_parameters(setup: Setup) -> None:

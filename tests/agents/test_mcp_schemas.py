@@ -22,6 +22,7 @@ REQUIRED = {
     "preview_job": ["path"],
     "run_job": ["path", "token"],
     "send_email": ["to", "subject", "body"],
+    "save_draft": ["to", "subject", "body"],
     "get_report": ["path"],
 }
 
@@ -63,18 +64,20 @@ async def test_every_argument_is_bounded_and_the_required_ones_are_listed(setup:
         path = prop(tool, "path")
         assert (path["minLength"], path["maxLength"], path["pattern"]) == (1, 4096, PATH_PATTERN)
     assert prop("run_job", "token")["pattern"] == "^[0-9a-f]{64}$"
-    assert prop("send_email", "to")["maxLength"] == 998
-    assert prop("send_email", "to")["pattern"] == ONE_LINE
-    assert prop("send_email", "subject")["maxLength"] == 998
-    assert prop("send_email", "subject")["pattern"] == ONE_LINE
-    assert prop("send_email", "body")["maxLength"] == 1_000_000
-    assert prop("send_email", "html")["maxLength"] == 1_000_000
-    attachments = prop("send_email", "attachments")
-    assert attachments["maxItems"] == 20
-    assert attachments["items"]["maxLength"] == 4096
-    for copies in ("cc", "bcc"):
-        assert prop("send_email", copies)["maxItems"] == 50
-        assert prop("send_email", copies)["items"]["pattern"] == ONE_LINE
+    for writes in ("send_email", "save_draft"):  # a draft has send_email's bounds
+        assert prop(writes, "to")["maxLength"] == 998
+        assert prop(writes, "to")["pattern"] == ONE_LINE
+        assert prop(writes, "subject")["maxLength"] == 998
+        assert prop(writes, "subject")["pattern"] == ONE_LINE
+        assert prop(writes, "body")["maxLength"] == 1_000_000
+        assert prop(writes, "html")["maxLength"] == 1_000_000
+        attachments = prop(writes, "attachments")
+        assert attachments["maxItems"] == 20
+        assert attachments["items"]["maxLength"] == 4096
+    for tool, copies in (("send_email", "cc"), ("send_email", "bcc"), ("save_draft", "cc")):
+        assert prop(tool, copies)["maxItems"] == 50
+        assert prop(tool, copies)["items"]["pattern"] == ONE_LINE
+    assert "bcc" not in tools["save_draft"].input_schema["properties"]
 
 
 async def test_the_descriptions_name_the_gates(setup: Setup) -> None:
