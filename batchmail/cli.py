@@ -177,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init)
 
     mcp = commands.add_parser("mcp", help="serve batchmail to LLM agents over MCP (stdio)")
+    mcp.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve over Streamable HTTP at http://HOST:PORT/mcp instead of stdio; every "
+        "request needs Authorization: Bearer $BATCHMAIL_MCP_TOKEN",
+    )
     mcp.set_defaults(func=cmd_mcp)
 
     schema = commands.add_parser("schema", help="print the job JSON schema")
@@ -266,7 +272,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     except ImportError:
         print("batchmail mcp needs the mcp extra: pip install 'batchmail[mcp]'", file=sys.stderr)
         return EXIT_INVALID
-    return serve()
+    return serve(args.http)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

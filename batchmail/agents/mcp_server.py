@@ -23,6 +23,7 @@ from batchmail import __version__
 from batchmail.agents.arguments import refusal
 from batchmail.agents.confirm import NOTHING_SENT, Confirm
 from batchmail.agents.drafts import DraftTool
+from batchmail.agents.http_transport import listen_settings, serve_http
 from batchmail.agents.policy import Policy, PolicyError
 from batchmail.agents.results import Results
 from batchmail.agents.tools import BatchmailTools
@@ -283,14 +284,18 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
     return server
 
 
-def serve() -> int:
-    """Run the MCP server on stdin/stdout until the client closes it; the exit code."""
+def serve(http: str | None = None) -> int:
+    """Run the MCP server on stdin/stdout until the client closes it, or with `http`
+    (HOST:PORT) over Streamable HTTP until stopped; the exit code."""
     try:
+        listen = listen_settings(http, os.environ) if http is not None else None
         policy = Policy.from_env(os.environ)
     except PolicyError as exc:
         print(f"batchmail mcp: {exc}", file=sys.stderr)
         return EXIT_INVALID
     server = build_server(BatchmailTools(os.environ, policy))
+    if listen is not None:
+        return serve_http(server, listen)
     try:
         server.run("stdio")
     except KeyboardInterrupt:
