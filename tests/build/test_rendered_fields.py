@@ -221,9 +221,9 @@ def test_what_validate_accepts_the_dry_run_builds_and_parses_back(
     value: str,
 ) -> None:
     folder = tmp_path_factory.mktemp("prop")
-    people = [
-        {"email": "ann@example.com", "name": "Ann", "team": "core", "boss": name, "tag": value}
-    ]
+    # Written into the job file, where `$$` is how a literal `$` is written.
+    boss, tag = name.replace("$", "$$"), value.replace("$", "$$")
+    people = [{"email": "ann@example.com", "name": "Ann", "team": "core", "boss": boss, "tag": tag}]
     job = make_job(
         folder,
         recipients=people,
