@@ -13,6 +13,7 @@ from msgspec import Struct, structs
 
 from batchmail.errors import InvalidJobError, invalid
 from batchmail.load.settings import Job, RateSettings
+from batchmail.state.job_entries import shard_entry
 
 AUTO = "auto"
 # The CI engines' own variables: GitLab's `parallel:` counts from 1, a Kubernetes Indexed Job
@@ -33,7 +34,7 @@ class Shard(Struct, frozen=True):
     def journal_name(self, job: str) -> str:
         """The shard's own entry in the journal, and its own lock: shards of one job on one
         machine neither block each other nor take each other's recipients for sent."""
-        return f"{job}.shard-{self.index}-of-{self.count}"
+        return shard_entry(job, self.index, self.count)
 
     @property
     def note(self) -> str:

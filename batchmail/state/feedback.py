@@ -12,6 +12,7 @@ from typing import Any
 from msgspec import Struct
 
 from batchmail.errors import StateError
+from batchmail.state.job_entries import is_of_job
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -64,6 +65,8 @@ class FeedbackBook:
     def __init__(self, db: sqlite3.Connection, job: str):
         self.db = db
         self.job = job
+        # Shards of the job have entries of their own; a function, so no name is read as a pattern.
+        db.create_function("is_of_job", 2, is_of_job, deterministic=True)
         try:
             db.executescript(SCHEMA)
         except sqlite3.Error as exc:
@@ -73,7 +76,7 @@ class FeedbackBook:
         """The job's message of that run and seq, if the journal has it."""
         row = self._one(
             "SELECT d.email FROM deliveries d JOIN runs r USING (run_id) "
-            "WHERE r.job = ? AND d.run_id = ? AND d.seq = ?",
+            "WHERE is_of_job(r.job, ?) AND d.run_id = ? AND d.seq = ?",
             (self.job, run_id, seq),
         )
         return Delivered(run_id, seq, row[0]) if row else None
@@ -82,7 +85,8 @@ class FeedbackBook:
         """The job's latest message to an address (as the journal keeps it)."""
         row = self._one(
             "SELECT d.run_id, d.seq FROM deliveries d JOIN runs r USING (run_id) "
-            "WHERE r.job = ? AND d.email = ? ORDER BY r.started DESC, r.rowid DESC LIMIT 1",
+            "WHERE is_of_job(r.job, ?) AND d.email = ? "
+            "ORDER BY r.started DESC, r.rowid DESC LIMIT 1",
             (self.job, email),
         )
         return Delivered(row[0], row[1], email) if row else None

@@ -264,3 +264,36 @@ def test_reports_of_messages_the_journal_does_not_know_are_not_matched(
     )
     assert lines[-1].startswith("bounces: 4 messages: 0 bounced, 0 complained, 0 delayed, 4 not")
     assert sent_job.suppressed.read_text() == HEADER
+
+
+def test_bounces_match_the_messages_of_every_shard_of_the_job(
+    tmp_path: Path, smtp_server: SmtpServerFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = smtp_server()
+    (tmp_path / "lists").mkdir()
+    (tmp_path / SUPPRESSED).write_text(HEADER)
+    job = make_job(
+        tmp_path, server.port, recipients=recipients(4), attachments=None, suppress=[SUPPRESSED]
+    )
+    for shard in ("1/2", "2/2"):
+        code, _, err = cli(capsys, "run", job, "--shard", shard)
+        assert code == 0, err
+    ids = {m.rcpt_tos[0]: str(parse(m.data)["Message-ID"]) for m in server.messages}
+    folder = maildir_of(
+        tmp_path / "Maildir",
+        [
+            bounce(message_id=ids["user1@example.com"], recipient="user1@example.com"),
+            bounce(message_id=ids["user2@example.com"], recipient="user2@example.com"),
+        ],
+    )
+
+    code, out, err = cli(capsys, "bounces", folder, "--job", job)
+
+    assert code == 0, err
+    assert (
+        sum(line.startswith("matched: user1@example.com bounced") for line in out.splitlines()) == 1
+    )
+    assert (
+        sum(line.startswith("matched: user2@example.com bounced") for line in out.splitlines()) == 1
+    )
+    assert (tmp_path / SUPPRESSED).read_text() == HEADER + "user1@example.com\nuser2@example.com\n"

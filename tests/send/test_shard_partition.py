@@ -12,6 +12,7 @@ from batchmail.load.job import load_job
 from batchmail.send.pacing import RateLimiter
 from batchmail.send.shard import Shard
 from batchmail.send.share import WHOLE, Share
+from batchmail.state.job_entries import is_of_job
 
 
 @given(
@@ -73,3 +74,20 @@ def test_shard_1_of_2_of_a_job_at_20_a_second_is_paced_at_10(tmp_path: Path) -> 
         limiter.acquire()
         times.append(clock.now - 1000.0)
     assert times == [0.0] * 10 + [1.0] * 10 + [2.0] * 10
+
+
+@given(
+    job=st.text(min_size=1),
+    other=st.text(min_size=1),
+    index=st.integers(min_value=1, max_value=99),
+    count=st.integers(min_value=1, max_value=99),
+)
+def test_a_shards_journal_entry_is_of_its_job_and_of_no_other(
+    job: str, other: str, index: int, count: int
+) -> None:
+    entry = Shard(index, count).journal_name(job)
+
+    assert is_of_job(entry, job)
+    assert is_of_job(job, job)
+    if other != job:
+        assert not is_of_job(entry, other)
