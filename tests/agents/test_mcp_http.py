@@ -13,13 +13,13 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcpsupport import SENDER, SERVER, Mcp, Setup
+from mcpsupport import SENDER, SERVER, Mcp, Person, Setup
 from support import PASSWORD, REPO, parse
 
 pytestmark = pytest.mark.anyio
@@ -168,6 +168,28 @@ async def test_the_sdk_client_with_the_token_lists_tools_and_sends_once(setup: S
     assert message["Subject"] == "Over HTTP"
     assert message["From"] == SENDER
     assert "(loopback only)" in server.output
+
+
+@pytest.mark.parametrize(("action", "delivered"), [("accept", 1), ("decline", 0)])
+async def test_over_http_the_person_is_asked_and_only_an_accept_sends(
+    setup: Setup, action: Literal["accept", "decline"], delivered: int
+) -> None:
+    person = Person(action=action)
+    with http_server(setup, BATCHMAIL_MCP_CONFIRM="elicit") as server:
+        client = create_mcp_http_client(headers=bearer(TOKEN))
+        async with (
+            client,
+            streamable_http_client(server.url, http_client=client) as (read, write),
+            ClientSession(read, write, elicitation_callback=person) as session,
+        ):
+            await session.initialize()
+            result = await Mcp(session).call(
+                "send_email", to="user1@example.com", subject="Asked over HTTP", body="Hi\n"
+            )
+    (asked,) = person.messages
+    assert "Subject: Asked over HTTP" in asked.split("\n")
+    assert result.is_error is (action != "accept")
+    assert len(setup.mail_server.messages) == delivered
 
 
 @pytest.mark.parametrize("given", [{}, bearer("wrong-" + TOKEN[6:]), bearer(""), {"X": "y"}])
