@@ -82,6 +82,29 @@ Token = Annotated[
 ]
 Address = Annotated[str, Field(min_length=1, max_length=MAX_LINE, pattern=ONE_LINE)]
 FilePath = Annotated[str, Field(min_length=1, max_length=MAX_PATH, pattern=PATH_PATTERN)]
+# The arguments of a message (send_email, save_draft).
+To = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_LINE,
+        pattern=ONE_LINE,
+        description="one address, optionally 'Name <address>'; allowlisted",
+    ),
+]
+Subject = Annotated[
+    str, Field(max_length=MAX_LINE, pattern=ONE_LINE, description="one line: no line break")
+]
+Body = Annotated[str, Field(max_length=MAX_BODY, description="the plain-text body")]
+Html = Annotated[str | None, Field(max_length=MAX_BODY, description="an optional HTML body")]
+Attachments = Annotated[
+    list[FilePath] | None,
+    Field(max_length=MAX_FILES, description="paths of files inside the server's root"),
+]
+Cc = Annotated[
+    list[Address] | None,
+    Field(max_length=MAX_COPIES, description="addresses shown in the Cc header; allowlisted"),
+]
 
 
 DESCRIPTIONS = {
@@ -194,33 +217,13 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
 
     @server.tool(description=DESCRIPTIONS["send_email"] + asks, annotations=_SENDS)
     def send_email(  # noqa: PLR0917 - the tool's parameters are its schema
-        to: Annotated[
-            str,
-            Field(
-                min_length=1,
-                max_length=MAX_LINE,
-                pattern=ONE_LINE,
-                description="one address, optionally 'Name <address>'; allowlisted",
-            ),
-        ],
-        subject: Annotated[
-            str, Field(max_length=MAX_LINE, pattern=ONE_LINE, description="one line: no line break")
-        ],
-        body: Annotated[str, Field(max_length=MAX_BODY, description="the plain-text body")],
+        to: To,
+        subject: Subject,
+        body: Body,
         answer: Annotated[ElicitationResult[Confirm], Resolve(ask_email)],
-        html: Annotated[
-            str | None, Field(max_length=MAX_BODY, description="an optional HTML body")
-        ] = None,
-        attachments: Annotated[
-            list[FilePath] | None,
-            Field(max_length=MAX_FILES, description="paths of files inside the server's root"),
-        ] = None,
-        cc: Annotated[
-            list[Address] | None,
-            Field(
-                max_length=MAX_COPIES, description="addresses shown in the Cc header; allowlisted"
-            ),
-        ] = None,
+        html: Html = None,
+        attachments: Attachments = None,
+        cc: Cc = None,
         bcc: Annotated[
             list[Address] | None,
             Field(max_length=MAX_COPIES, description="addresses in no header (blind); allowlisted"),
@@ -236,32 +239,12 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
 
     @server.tool(description=DESCRIPTIONS["save_draft"], annotations=_DRAFTS)
     def save_draft(  # noqa: PLR0917 - the tool's parameters are its schema
-        to: Annotated[
-            str,
-            Field(
-                min_length=1,
-                max_length=MAX_LINE,
-                pattern=ONE_LINE,
-                description="one address, optionally 'Name <address>'; allowlisted",
-            ),
-        ],
-        subject: Annotated[
-            str, Field(max_length=MAX_LINE, pattern=ONE_LINE, description="one line: no line break")
-        ],
-        body: Annotated[str, Field(max_length=MAX_BODY, description="the plain-text body")],
-        html: Annotated[
-            str | None, Field(max_length=MAX_BODY, description="an optional HTML body")
-        ] = None,
-        attachments: Annotated[
-            list[FilePath] | None,
-            Field(max_length=MAX_FILES, description="paths of files inside the server's root"),
-        ] = None,
-        cc: Annotated[
-            list[Address] | None,
-            Field(
-                max_length=MAX_COPIES, description="addresses shown in the Cc header; allowlisted"
-            ),
-        ] = None,
+        to: To,
+        subject: Subject,
+        body: Body,
+        html: Html = None,
+        attachments: Attachments = None,
+        cc: Cc = None,
     ) -> CallToolResult:
         return call(
             lambda: drafts.save(to, subject, body, html=html, attachments=attachments, cc=cc)
