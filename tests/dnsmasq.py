@@ -20,6 +20,7 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rdatatype
+from processes import free_port, stop
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 HOST = "127.0.0.1"
@@ -36,13 +37,6 @@ class Dnsmasq:
     def address(self) -> str:
         """What `--dns` takes."""
         return f"{HOST}:{self.port}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _txt_line(name: str, text: str) -> str:
@@ -77,7 +71,7 @@ def running_dnsmasq(
 ) -> Iterator[Dnsmasq]:
     """Start dnsmasq in the foreground serving `records` (name, text); stop it by its PID."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port(socket.SOCK_DGRAM, HOST)
     config = folder / "dnsmasq.conf"
     config.write_text(config_text(folder, port, records, local), encoding="utf-8")
     command = [DNSMASQ, f"--conf-file={config}", "--keep-in-foreground", "--log-facility=-"]
@@ -89,12 +83,7 @@ def running_dnsmasq(
         _wait_for(port, process, folder)
         yield Dnsmasq(port, folder)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _wait_for(port: int, process: subprocess.Popen[bytes], folder: Path) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
+from processes import free_port, stop
 
 DOVECOT = "/usr/sbin/dovecot"
 HOST = "127.0.0.1"
@@ -110,20 +111,13 @@ class Dovecot:
             session.logout()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running_dovecot(cert: trustme.LeafCert) -> Iterator[Dovecot]:
     """Start Dovecot in the foreground (`-F`) and stop it by its PID."""
     # Under /tmp rather than pytest's folder: Dovecot's unprivileged users must reach the mail.
     base = Path(tempfile.mkdtemp(prefix="batchmail-dovecot-"))
     base.chmod(0o755)
-    port = _free_port()
+    port = free_port(host=HOST)
     try:
         cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
         cert.private_key_pem.write_to_path(str(base / "key.pem"))
@@ -143,12 +137,7 @@ def running_dovecot(cert: trustme.LeafCert) -> Iterator[Dovecot]:
             _wait_for(port, process, base)
             yield Dovecot(port, base)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
     finally:
         if not os.environ.get("KEEP_DOVECOT"):
             shutil.rmtree(base, ignore_errors=True)

@@ -20,6 +20,8 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcpsupport import SENDER, SERVER, Mcp, Person, Setup
+from processes import free_port
+from processes import stop as stop_by_pid
 from support import PASSWORD, REPO, parse
 
 pytestmark = pytest.mark.anyio
@@ -40,13 +42,6 @@ class Running:
         return f"http://127.0.0.1:{self.port}/mcp"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start(setup: Setup, address: str, **env: str | None) -> subprocess.Popen[bytes]:
     environ = {"PYTHONPATH": str(REPO), **setup.server_env(**env)}
     return subprocess.Popen(
@@ -61,13 +56,7 @@ def start(setup: Setup, address: str, **env: str | None) -> subprocess.Popen[byt
 
 def stop(process: subprocess.Popen[bytes]) -> tuple[str, str]:
     """Stopped by its PID; what it wrote."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_by_pid(process)
     out, err = process.communicate()
     return out.decode(errors="replace"), err.decode(errors="replace")
 
@@ -292,7 +281,7 @@ def test_a_non_loopback_bind_says_so_in_one_line(setup: Setup) -> None:
 
 
 async def test_ipv6_loopback_in_brackets(setup: Setup) -> None:
-    port = free_port_v6()
+    port = free_port(host="::1")
     process = start(setup, f"[::1]:{port}", BATCHMAIL_MCP_TOKEN=TOKEN)
     try:
         deadline = time.monotonic() + _START_TIMEOUT
@@ -313,13 +302,6 @@ async def test_ipv6_loopback_in_brackets(setup: Setup) -> None:
     assert status == 200
     assert headers["mcp-session-id"]
     assert f"http://[::1]:{port}/mcp (loopback only)" in err
-
-
-def free_port_v6() -> int:
-    with socket.socket(socket.AF_INET6) as sock:
-        sock.bind(("::1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_an_address_in_use_is_one_line_and_exit_3(setup: Setup) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from dkimsupport import DOMAIN, SELECTOR, DkimKey, dkim_job, make_dkim_key
+from processes import free_port
 from smtpserver import SmtpServer, SmtpServerFactory
 from support import PDF, PNG, parse, report_of, run_cli
 
@@ -116,19 +117,13 @@ def _install_postfix() -> str | None:
     return None if _have_postfix() else "postfix could not be installed"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Postfix:
     """A private Postfix instance: its own config and queue directories under `base`."""
 
     def __init__(self, base: Path, sink_port: int):
         self.base = base
         self.config = base / "etc"
-        self.port = _free_port()
+        self.port = free_port()
         self.sink_port = sink_port
 
     def configure(self) -> None:
