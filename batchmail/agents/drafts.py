@@ -8,9 +8,8 @@ from typing import Any
 from batchmail import api
 from batchmail.agents.results import ToolFailure
 from batchmail.agents.settings import fixed_sender
-from batchmail.agents.tools import BatchmailTools, _attached_view, _mailboxes
+from batchmail.agents.tools import BatchmailTools, EmailArguments, attached_view
 from batchmail.errors import ConnectFailure, InvalidJobError
-from batchmail.load.addresses import has_line_break
 
 ENV_IMAP_URL = "BATCHMAIL_IMAP_URL"
 ENV_IMAP_PASSWORD = "BATCHMAIL_IMAP_PASSWORD"  # noqa: S105 (a name, not a password)
@@ -22,26 +21,13 @@ class DraftTool:
         # However short it is, the password is never shown nor put into a message.
         tools.policy.redactor.add(tools.environ.get(ENV_IMAP_PASSWORD))
 
-    def save(
-        self,
-        to: str,
-        subject: str,
-        body: str,
-        *,
-        html: str | None = None,
-        attachments: list[str] | None = None,
-        cc: list[str] | None = None,
-    ) -> dict[str, Any]:
+    def save(self, given: EmailArguments) -> dict[str, Any]:
         tools = self.tools
-        if has_line_break(subject):
-            raise ToolFailure("the subject contains a line break (CR/LF); refused")
-        [recipient] = _mailboxes("to", [to])
-        copies = _mailboxes("cc", cc or [])
-        tools._check_allowed([recipient, *copies])
+        to, cc, _ = tools.addressed(given)  # no bcc: a draft keeps its recipients in its headers
         mailbox, password = self._mailbox()
         sender = fixed_sender(tools.environ, "save_draft")
-        files = tuple(tools._attachment(given) for given in attachments or [])
-        message = api.OneMessage(sender, recipient, subject, body, html, files, copies)
+        files = tools.attached(given)
+        message = api.OneMessage(sender, to, given.subject, given.body, given.html, files, cc)
         tools.policy.quota.reserve(1)
         try:
             saved = api.save_draft(message, mailbox, password)
@@ -53,12 +39,12 @@ class DraftTool:
             "folder": saved.folder,
             "uid": saved.uid,
             "from": sender.shown,
-            "to": recipient.shown,
-            "cc": [box.shown for box in copies],
-            "subject": subject,
+            "to": to.shown,
+            "cc": [box.shown for box in cc],
+            "subject": given.subject,
             "message_id": saved.message_id,
             "size": saved.size,
-            "attachments": [_attached_view(a) for a in saved.attachments],
+            "attachments": [attached_view(a) for a in saved.attachments],
             "remaining_messages": tools.policy.quota.remaining,
         }
 

@@ -26,7 +26,7 @@ from batchmail.agents.drafts import DraftTool
 from batchmail.agents.http_transport import listen_settings, serve_http
 from batchmail.agents.policy import Policy, PolicyError
 from batchmail.agents.results import Results
-from batchmail.agents.tools import BatchmailTools
+from batchmail.agents.tools import BatchmailTools, EmailArguments
 from batchmail.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
 
 MAX_PREVIEW = 20
@@ -192,7 +192,8 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
         bcc: list[str] | None,
         ctx: Context[Any, Any],
     ) -> Any:
-        return tools.ask_email(to, subject, body, html, attachments, cc, bcc, _capabilities(ctx))
+        given = EmailArguments(to, subject, body, html, attachments, cc, bcc)
+        return tools.ask_email(given, _capabilities(ctx))
 
     @server.tool(description=DESCRIPTIONS["validate_job"], annotations=_READ_ONLY)
     def validate_job(path: JobPath) -> CallToolResult:
@@ -229,11 +230,8 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
             Field(max_length=MAX_COPIES, description="addresses in no header (blind); allowlisted"),
         ] = None,
     ) -> CallToolResult:
-        return call(
-            lambda: tools.send_email(
-                to, subject, body, html, attachments, cc=cc, bcc=bcc, answer=answer
-            )
-        )
+        given = EmailArguments(to, subject, body, html, attachments, cc, bcc)
+        return call(lambda: tools.send_email(given, answer))
 
     drafts = DraftTool(tools)
 
@@ -246,9 +244,8 @@ def build_server(tools: BatchmailTools) -> MCPServer[Any]:
         attachments: Attachments = None,
         cc: Cc = None,
     ) -> CallToolResult:
-        return call(
-            lambda: drafts.save(to, subject, body, html=html, attachments=attachments, cc=cc)
-        )
+        given = EmailArguments(to, subject, body, html, attachments, cc)
+        return call(lambda: drafts.save(given))
 
     @server.tool(description=DESCRIPTIONS["get_report"], annotations=_READ_ONLY)
     def get_report(

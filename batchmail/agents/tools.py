@@ -12,11 +12,11 @@ from typing import Any
 
 from mcp.server.mcpserver import Elicit
 from mcp.types import ClientCapabilities
+from msgspec import Struct
 
 from batchmail import api
 from batchmail.agents.confirm import (
     Confirm,
-    Outline,
     Unasked,
     ask,
     consent,
@@ -35,6 +35,18 @@ from batchmail.state.states import DeliveryState
 MAX_LISTED = 20  # addresses listed in a refusal
 # A run's recipients to whom nothing went in it.
 _UNTOUCHED = (DeliveryState.SKIPPED, DeliveryState.PENDING, DeliveryState.SUPPRESSED)
+
+
+class EmailArguments(Struct, frozen=True):
+    """A message as send_email and save_draft take it from the client, not yet checked."""
+
+    to: str
+    subject: str
+    body: str
+    html: str | None = None
+    attachments: list[str] | None = None
+    cc: list[str] | None = None
+    bcc: list[str] | None = None
 
 
 class BatchmailTools:
@@ -190,21 +202,9 @@ class BatchmailTools:
 
     # -- send_email ------------------------------------------------------------------------------
 
-    def send_email(
-        self,
-        to: str,
-        subject: str,
-        body: str,
-        html: str | None,
-        attachments: list[str] | None,
-        *,
-        cc: list[str] | None = None,
-        bcc: list[str] | None = None,
-        answer: object = None,
-    ) -> dict[str, Any]:
+    def send_email(self, given: EmailArguments, answer: object = None) -> dict[str, Any]:
         """Send one message; `answer` is the person's, when this server asks one."""
-        config, message = self._gate_email(to, subject, body, html, attachments, cc, bcc)
-        recipient, copies = message.to, (message.cc, message.bcc)
+        config, message = self._gate_email(given)
         consent(answer, self.policy.ask)  # after the gates, before anything counts
         self.policy.quota.reserve(1)
         try:
@@ -224,58 +224,47 @@ class BatchmailTools:
         return {
             **details,
             "from": config.sender.shown,
-            "to": recipient.shown,
-            "cc": [box.shown for box in copies[0]],
-            "bcc": [box.shown for box in copies[1]],
-            "subject": subject,
+            "to": message.to.shown,
+            "cc": [box.shown for box in message.cc],
+            "bcc": [box.shown for box in message.bcc],
+            "subject": message.subject,
             "message_id": sent.message_id,
-            "attachments": [_attached_view(a) for a in sent.attachments],
+            "attachments": [attached_view(a) for a in sent.attachments],
             "remaining_messages": self.policy.quota.remaining,
         }
 
-    def _gate_email(  # noqa: PLR0917 - the tool's arguments
-        self,
-        to: str,
-        subject: str,
-        body: str,
-        html: str | None,
-        attachments: list[str] | None,
-        cc: list[str] | None,
-        bcc: list[str] | None,
-    ) -> tuple[SmtpConfig, api.OneMessage]:
+    def _gate_email(self, given: EmailArguments) -> tuple[SmtpConfig, api.OneMessage]:
         """send_email's gates: headers without line breaks, the allowlist, files inside the root,
         the cap; the message they allow."""
-        if has_line_break(subject):
-            raise ToolFailure("the subject contains a line break (CR/LF); refused")
-        [recipient] = _mailboxes("to", [to])
-        copies = _mailboxes("cc", cc or []), _mailboxes("bcc", bcc or [])
-        self._check_allowed([recipient, *copies[0], *copies[1]])
+        to, cc, bcc = self.addressed(given)
         config = smtp_config(self.environ)
-        files = tuple(self._attachment(given) for given in attachments or [])
+        files = self.attached(given)
         self.policy.quota.check(1)
         message = api.OneMessage(
-            config.sender, recipient, subject, body, html, files, copies[0], copies[1]
+            config.sender, to, given.subject, given.body, given.html, files, cc, bcc
         )
         return config, message
 
-    def ask_email(  # noqa: PLR0917 - the tool's arguments
-        self,
-        to: str,
-        subject: str,
-        body: str,
-        html: str | None,
-        attachments: list[str] | None,
-        cc: list[str] | None,
-        bcc: list[str] | None,
-        capabilities: ClientCapabilities | None,
+    def ask_email(
+        self, given: EmailArguments, capabilities: ClientCapabilities | None
     ) -> Elicit[Confirm] | Unasked:
         """The question for the person before send_email sends, once its gates pass."""
+        return ask(self.policy, lambda: email_outline(self._gate_email(given)[1]), capabilities)
 
-        def outline() -> Outline:
-            _, message = self._gate_email(to, subject, body, html, attachments, cc, bcc)
-            return email_outline(message)
+    def addressed(
+        self, given: EmailArguments
+    ) -> tuple[Mailbox, tuple[Mailbox, ...], tuple[Mailbox, ...]]:
+        """To, cc and bcc parsed, each in the allowlist, and a subject without line breaks."""
+        if has_line_break(given.subject):
+            raise ToolFailure("the subject contains a line break (CR/LF); refused")
+        [to] = _mailboxes("to", [given.to])
+        cc, bcc = _mailboxes("cc", given.cc or []), _mailboxes("bcc", given.bcc or [])
+        self._check_allowed([to, *cc, *bcc])
+        return to, cc, bcc
 
-        return ask(self.policy, outline, capabilities)
+    def attached(self, given: EmailArguments) -> tuple[api.FileToAttach, ...]:
+        """The attachments, each a file inside the root."""
+        return tuple(self._attachment(path) for path in given.attachments or [])
 
     def _attachment(self, given: str) -> api.FileToAttach:
         path = self.policy.root.resolve(given, "attachment")
@@ -332,7 +321,7 @@ def _charged(summary: Mapping[str, int], count: int) -> int:
     return max(0, min(count, count - untouched))
 
 
-def _attached_view(attached: api.Attached) -> dict[str, Any]:
+def attached_view(attached: api.Attached) -> dict[str, Any]:
     return {"name": attached.name, "content_type": attached.content_type, "size": attached.size}
 
 
@@ -342,5 +331,5 @@ def _message_view(shown: api.ShownMessage) -> dict[str, Any]:
         "subject": shown.subject,
         "text": clip(shown.text),
         "html": clip(shown.html),
-        "attachments": [_attached_view(a) for a in shown.attachments],
+        "attachments": [attached_view(a) for a in shown.attachments],
     }
