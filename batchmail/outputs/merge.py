@@ -96,7 +96,7 @@ class _Shard(Struct):
     report: _Report
     index: int
     count: int
-    recipients: list[_Entry]
+    recipients: list[_Entry]  # in the job's order
 
     @property
     def name(self) -> str:
@@ -156,7 +156,7 @@ def _read(path: Path) -> _Shard:
         raise invalid(str(path), "the job was invalid in this run: nothing was sent to merge")
     if report.shard is None or report.job_total is None or report.digest is None:
         raise invalid(str(path), "a report of the whole job, not of a shard (run --shard K/N)")
-    recipients = _decoded(path, report.recipients, list[_Entry])
+    recipients = sorted(_decoded(path, report.recipients, list[_Entry]), key=lambda e: e.seq)
     return _Shard(path, report, report.shard.index, report.shard.count, recipients)
 
 
@@ -241,8 +241,7 @@ def _merged(shards: list[_Shard]) -> Iterator[tuple[_Shard, _Entry]]:
     """Every recipient in the job's order, with the shard whose report gave it."""
 
     def entries(shard: _Shard) -> Iterator[tuple[int, int, int, _Shard, _Entry]]:
-        ordered = sorted(shard.recipients, key=lambda e: e.seq)
-        for position, entry in enumerate(ordered):
+        for position, entry in enumerate(shard.recipients):
             yield entry.seq, shard.index, position, shard, entry
 
     for _, _, _, shard, entry in heapq.merge(*(entries(s) for s in shards)):
